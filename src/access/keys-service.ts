@@ -1,0 +1,204 @@
+import { ApiError, validationError, type ErrorDetail } from '../errors.js';
+import type { Store } from '../store/database.js';
+import { KeysRepository, type SessionRecord } from '../store/repositories/keys-repository.js';
+import { PortalsRepository } from '../store/repositories/portals-repository.js';
+import type { InvalidationBus } from './invalidation.js';
+import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems, type AccessMode, type KeyRecord } from './key-model.js';
+import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX, type KeyKind } from './tokens.js';
+
+export const SESSION_LIFETIME_MS = 24 * 3600 * 1000;
+export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
+
+export interface KeyInput {
+  kind?: KeyKind;
+  portalId?: number | null;
+  name?: string;
+  scopes?: string[];
+  accessMode?: AccessMode;
+  /** ISO 8601 or null. */
+  expiresAt?: string | null;
+  requestsPerSecond?: number | null;
+  allowedIps?: string[];
+  userId?: number | null;
+}
+
+export type KeyChanges = Omit<KeyInput, 'kind' | 'portalId'>;
+
+/** The key making a management call; null when the operator acts through the CLI on the store. */
+export type Actor = KeyRecord | null;
+
+function parseExpiry(value: string | null | undefined, problems: ErrorDetail[], now: number): number | null | undefined {
+  if (value === undefined || value === null) return value;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms) || !/^\d{4}-\d{2}-\d{2}T/.test(value)) {
+    problems.push({ location: 'body.expiresAt', message: 'must be an ISO 8601 time, e.g. 2027-01-31T00:00:00Z', fix: 'or null for a key that never expires' });
+    return undefined;
+  }
+  if (ms <= now) problems.push({ location: 'body.expiresAt', message: 'must be in the future' });
+  return ms;
+}
+
+/** Keys, rotation and sessions: the operations behind /v1/keys, /v1/sessions and the CLI. */
+export class KeysService {
+  constructor(private readonly store: Store, private readonly bus: InvalidationBus) {}
+
+  private repo() {
+    return new KeysRepository(this.store.db);
+  }
+
+  list(filter: { portalId?: number; kind?: KeyKind } = {}) {
+    return this.repo().list(filter);
+  }
+
+  async get(id: string): Promise<KeyRecord> {
+    const key = await this.repo().get(id);
+    if (!key) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    return key;
+  }
+
+  /** No key gives another (or itself) management scopes it does not hold. */
+  private assertNoEscalation(actor: Actor, scopes: string[], location = 'body.scopes'): void {
+    if (!actor) return;
+    const beyond = scopes.filter((s) => isManagementScope(s) && !actor.scopes.includes(s));
+    if (beyond.length) {
+      throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `A key cannot grant scopes it does not hold: ${beyond.join(', ')}`, {
+        details: beyond.map((s) => ({ location, message: `${s} is not among the scopes of the calling key` })),
+      });
+    }
+  }
+
+  async create(input: KeyInput, actor: Actor, now = Date.now()): Promise<{ key: KeyRecord; secret: string }> {
+    const kind = input.kind ?? 'personal';
+    const problems: ErrorDetail[] = [];
+    let portalId: number | null = null;
+    if (kind === 'management') {
+      if (input.portalId !== undefined && input.portalId !== null) problems.push({ location: 'body.portalId', message: 'management keys belong to no portal', fix: 'leave portalId out' });
+    } else if (input.portalId === undefined || input.portalId === null) {
+      problems.push({ location: 'body.portalId', message: `a ${kind} key needs the portal it belongs to`, fix: 'list portals: GET /v1/portals' });
+    } else if (!(await new PortalsRepository(this.store.db).get(input.portalId))) {
+      problems.push({ location: 'body.portalId', message: `no portal with id ${input.portalId}`, fix: 'list portals: GET /v1/portals' });
+    } else portalId = input.portalId;
+
+    const scopes = [...new Set(input.scopes ?? (kind === 'management' ? (actor ? actor.scopes : [...MANAGEMENT_SCOPES]) : ['crm']))];
+    problems.push(...scopeProblems(kind, scopes));
+    problems.push(...allowedIpProblems(input.allowedIps ?? []));
+    const expiresAt = parseExpiry(input.expiresAt, problems, now);
+    if (kind !== 'personal' && input.userId !== undefined && input.userId !== null) problems.push({ location: 'body.userId', message: `only personal keys act as a fixed user; a ${kind} key ${kind === 'application' ? 'acts as the user of its session' : 'acts as the operator'}` });
+    if (problems.length) throw validationError(problems);
+    this.assertNoEscalation(actor, scopes);
+
+    const secret = newKeySecret(kind);
+    const display = displayParts(secret, KEY_PREFIX[kind]);
+    const key: KeyRecord = {
+      id: newId('key'),
+      kind,
+      portalId,
+      name: input.name?.trim() || `${kind} key`,
+      keyPrefix: display.prefix,
+      keySuffix: display.suffix,
+      scopes,
+      accessMode: input.accessMode ?? 'READWRITE',
+      expiresAt: expiresAt ?? null,
+      requestsPerSecond: input.requestsPerSecond === undefined ? DEFAULT_REQUESTS_PER_SECOND : input.requestsPerSecond,
+      allowedIps: input.allowedIps ?? [],
+      userId: kind === 'personal' ? (input.userId ?? 1) : null,
+      createdByKeyId: actor?.id ?? null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await this.repo().insert(key, hashSecret(secret));
+    return { key, secret };
+  }
+
+  /** Inserts a key with a secret the operator chose (first start with SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY). */
+  async insertWithSecret(key: KeyRecord, secret: string): Promise<void> {
+    await this.repo().insert(key, hashSecret(secret));
+  }
+
+  async update(id: string, changes: KeyChanges, actor: Actor, now = Date.now()): Promise<KeyRecord> {
+    const current = await this.get(id);
+    const problems: ErrorDetail[] = [];
+    if (changes.scopes) problems.push(...scopeProblems(current.kind, changes.scopes));
+    if (changes.allowedIps) problems.push(...allowedIpProblems(changes.allowedIps));
+    const expiresAt = parseExpiry(changes.expiresAt, problems, now);
+    if (changes.userId !== undefined && current.kind !== 'personal') problems.push({ location: 'body.userId', message: 'only personal keys act as a fixed user' });
+    if (changes.userId === null) problems.push({ location: 'body.userId', message: 'a personal key needs a user id' });
+    if (problems.length) throw validationError(problems);
+    const next: KeyRecord = {
+      ...current,
+      name: changes.name?.trim() || current.name,
+      scopes: changes.scopes ? [...new Set(changes.scopes)] : current.scopes,
+      accessMode: changes.accessMode ?? current.accessMode,
+      expiresAt: expiresAt === undefined ? current.expiresAt : expiresAt,
+      requestsPerSecond: changes.requestsPerSecond === undefined ? current.requestsPerSecond : changes.requestsPerSecond,
+      allowedIps: changes.allowedIps ?? current.allowedIps,
+      userId: changes.userId === undefined ? current.userId : changes.userId,
+      updatedAt: now,
+    };
+    this.assertNoEscalation(actor, next.scopes);
+    if (actor && actor.id === current.id) this.assertNotWidened(current, next);
+    await this.repo().update(next);
+    await this.bus.publish({ type: 'key', id });
+    return next;
+  }
+
+  /** A key editing itself may narrow its rights, never widen them. */
+  private assertNotWidened(current: KeyRecord, next: KeyRecord): void {
+    const widened: string[] = [];
+    if (current.expiresAt !== null && (next.expiresAt === null || next.expiresAt > current.expiresAt)) widened.push('expiresAt');
+    if (current.requestsPerSecond !== null && (next.requestsPerSecond === null || next.requestsPerSecond > current.requestsPerSecond)) widened.push('requestsPerSecond');
+    if (current.allowedIps.length && (!next.allowedIps.length || next.allowedIps.some((ip) => !current.allowedIps.includes(ip)))) widened.push('allowedIps');
+    if (current.accessMode === 'READONLY' && next.accessMode !== 'READONLY') widened.push('accessMode');
+    if (widened.length) {
+      throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `A key cannot widen its own rights: ${widened.join(', ')}`, {
+        details: widened.map((f) => ({ location: `body.${f}`, message: 'would give the calling key more than it has' })),
+        hint: 'Ask an operator with another management key to change it.',
+      });
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    if (!(await this.repo().delete(id))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    await this.bus.publish({ type: 'key', id });
+  }
+
+  /** A new secret, shown once; the old ones stop at once or after the grace period. */
+  async rotate(id: string, gracePeriodSeconds: number, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
+    const current = await this.get(id);
+    const secret = newKeySecret(current.kind);
+    const hash = hashSecret(secret);
+    const display = displayParts(secret, KEY_PREFIX[current.kind]);
+    const key: KeyRecord = { ...current, keyPrefix: display.prefix, keySuffix: display.suffix, updatedAt: now };
+    const previousSecretExpiresAt = now + gracePeriodSeconds * 1000;
+    await this.store.db.transaction().execute(async (trx) => {
+      const repo = new KeysRepository(trx);
+      await repo.addSecret(id, hash, null, now);
+      await repo.expireOtherSecrets(id, hash, previousSecretExpiresAt);
+      await repo.update(key);
+    });
+    await this.bus.publish({ type: 'key', id });
+    return { key, secret, previousSecretExpiresAt };
+  }
+
+  async mintSession(input: { keyId: string; userId: number }, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
+    const key = await this.repo().get(input.keyId);
+    if (!key) throw validationError([{ location: 'body.keyId', message: `no key with id ${input.keyId}` }]);
+    if (key.kind !== 'application' || key.portalId === null) {
+      throw validationError([{ location: 'body.keyId', message: `sessions are for application keys (vibe_app_); ${key.id} is a ${key.kind} key` }]);
+    }
+    const token = newSessionToken();
+    const display = displayParts(token, SESSION_PREFIX);
+    const session: SessionRecord = {
+      id: newId('ses'),
+      keyId: key.id,
+      portalId: key.portalId,
+      userId: input.userId,
+      tokenPrefix: display.prefix,
+      tokenSuffix: display.suffix,
+      expiresAt: now + SESSION_LIFETIME_MS,
+      createdAt: now,
+    };
+    await this.repo().insertSession(session, hashSecret(token));
+    return { session, token };
+  }
+}

@@ -1,0 +1,121 @@
+import crypto from 'node:crypto';
+import { createRequire } from 'node:module';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import qs from 'qs';
+import ajvFormats from 'ajv-formats';
+import { Redis } from 'ioredis';
+import { AccessService } from './access/access-service.js';
+import { InvalidationBus } from './access/invalidation.js';
+import { KeysService } from './access/keys-service.js';
+import { KeyRateLimiter } from './access/rate-limiter.js';
+import type { Config } from './config.js';
+import authPlugin from './http/plugins/auth.js';
+import docsPlugin from './http/plugins/docs.js';
+import errorsPlugin, { requestIdFrom } from './http/plugins/errors.js';
+import keyRoutes from './http/routes/keys.js';
+import meRoutes, { type CatalogRoute } from './http/routes/me.js';
+import portalRoutes from './http/routes/portals.js';
+import sessionRoutes from './http/routes/sessions.js';
+import smartProcessRoutes from './http/routes/smart-processes/index.js';
+import type { Services } from './http/services.js';
+import { PortalRegistry } from './portals/registry.js';
+import { PortalsService } from './portals/portals-service.js';
+import { openStore, type Store } from './store/database.js';
+import { migrate } from './store/migrations/index.js';
+
+/** package.json is one level up from src/ and two from dist/src/. */
+function packageVersion(): string {
+  const require = createRequire(import.meta.url);
+  for (const candidate of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = require(candidate) as { name?: string; version: string };
+      if (pkg.name === 'smartproc') return pkg.version;
+    } catch {
+      /* try the next */
+    }
+  }
+  return '0.0.0';
+}
+const version = packageVersion();
+export { version };
+
+export interface AppOptions {
+  config: Config;
+  /** An open store; by default one is opened from the config (and closed with the app). */
+  store?: Store;
+  logger?: FastifyServerOptions['logger'];
+  /** Key cache lifetime in ms (tests shorten or lengthen it). */
+  keyCacheTtlMs?: number;
+}
+
+export interface App extends FastifyInstance {
+  services: Services;
+}
+
+/** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  await migrate(store);
+  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false }) : null;
+  const bus = new InvalidationBus(redis);
+  await bus.start();
+
+  const app = Fastify({
+    logger: options.logger ?? { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy ?? false,
+    requestIdHeader: false,
+    genReqId: (req) => requestIdFrom(req.headers['x-request-id'], () => `req_${crypto.randomBytes(9).toString('base64url')}`),
+    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
+    return503OnClosing: true,
+    clientErrorHandler: (error, socket) => {
+      // The HTTP parser refused the request (e.g. raw non-ASCII in the URL): still answer with the envelope.
+      const body = JSON.stringify({ success: false, error: { code: 'VALIDATION_ERROR', message: `Malformed HTTP request: ${(error as { code?: string }).code ?? 'bad request'}`, hint: 'Percent-encode the URL and check the headers.', requestId: 'req_unparsed' } });
+      if (socket.writable) socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      else socket.destroy(error);
+    },
+  });
+
+  const services: Services = {
+    store,
+    access: new AccessService(store, new KeyRateLimiter(redis), bus, options.keyCacheTtlMs),
+    keys: new KeysService(store, bus),
+    portals: new PortalsService(store, bus),
+    portalRegistry: new PortalRegistry(store),
+  };
+  app.decorate('services', services);
+  app.addHook('onClose', async () => {
+    await bus.stop();
+    redis?.disconnect();
+    if (!options.store) await store.close();
+  });
+
+  // JSON only; an empty body is "no body" (PATCH without a body = {}).
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, undefined);
+    return jsonParser(request, body as string, done);
+  });
+
+  const catalog: CatalogRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    const access = route.config?.access;
+    const methods = (Array.isArray(route.method) ? route.method : [route.method]).filter((m) => m !== 'HEAD');
+    if (access) for (const method of methods) catalog.push({ method, path: route.url.replace(/\/$/, '') || '/', access });
+  });
+
+  await app.register(errorsPlugin);
+  await app.register(docsPlugin, { version });
+  await app.register(authPlugin, { access: services.access });
+  await app.register(smartProcessRoutes, { prefix: '/v1/smart-processes' });
+  await app.register(meRoutes, { prefix: '/v1/me', catalog });
+  await app.register(keyRoutes, { prefix: '/v1/keys' });
+  await app.register(portalRoutes, { prefix: '/v1/portals' });
+  await app.register(sessionRoutes, { prefix: '/v1/sessions' });
+  app.get('/health', { schema: { hide: true } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,265 @@
+import { ApiError, type ErrorDetail } from '../errors.js';
+import { closestName } from './suggest.js';
+import { parseTime } from './time.js';
+import { FIELD_BY_NAME, LIST_FIELD_NAMES, type FieldSpec } from './type-fields.js';
+
+/** Parsing of list and search requests (contract §4 list/search, §6 filters). No I/O. */
+export type FilterOp = 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'contains' | 'in';
+export type FilterValue = number | string | boolean | null;
+
+export interface Condition {
+  field: FieldSpec;
+  op: FilterOp;
+  value: FilterValue | FilterValue[];
+}
+
+export interface SortKey {
+  field: string;
+  direction: 'asc' | 'desc';
+}
+
+export interface ListQuery {
+  conditions: Condition[];
+  /** Fields to return; null = the whole item. */
+  select: string[] | null;
+  sort: SortKey[];
+  limit: number;
+  offset: number;
+}
+
+export type Source = 'query' | 'body';
+
+const OPERATORS: Record<string, FilterOp> = {
+  $eq: 'eq', $ne: 'ne', $gt: 'gt', $gte: 'gte', $lt: 'lt', $lte: 'lte', $contains: 'contains', $in: 'in',
+};
+const PREFIXES: [string, FilterOp][] = [
+  ['>=', 'gte'], ['<=', 'lte'], ['!=', 'ne'], ['>', 'gt'], ['<', 'lt'], ['!', 'ne'], ['%', 'contains'], ['=', 'eq'],
+];
+const ORDERED_OPS = new Set<FilterOp>(['gt', 'gte', 'lt', 'lte']);
+const TOP_LEVEL_KEYS = ['filter', 'select', 'sort', 'order', 'limit', 'offset'];
+
+export const DEFAULT_LIMIT = 50;
+export const MAX_LIMIT = 5000;
+
+class Problems {
+  list: ErrorDetail[] = [];
+  operatorProblem = false;
+  add(location: string, message: string, fix?: string) {
+    this.list.push(fix ? { location, message, fix } : { location, message });
+  }
+  throwIfAny() {
+    if (!this.list.length) return;
+    const code = this.operatorProblem ? 'INVALID_FILTER_OPERATOR' : 'VALIDATION_ERROR';
+    const first = this.list[0];
+    throw new ApiError(code, this.list.length === 1 ? `${first.location}: ${first.message}` : `${this.list.length} problems in the request`, { details: this.list });
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function parseListQuery(raw: unknown, source: Source, timeZone: string): ListQuery {
+  const problems = new Problems();
+  const root = source === 'query' ? 'query' : 'body';
+  const input: Record<string, unknown> = raw === undefined || raw === null ? {} : (raw as Record<string, unknown>);
+  if (!isPlainObject(input)) {
+    problems.add(root, 'must be a JSON object');
+    problems.throwIfAny();
+  }
+  for (const key of Object.keys(input)) {
+    if (!TOP_LEVEL_KEYS.includes(key)) {
+      const suggestion = closestName(key, TOP_LEVEL_KEYS);
+      problems.add(`${root}.${key}`, 'is not a known parameter', suggestion ? `did you mean "${suggestion}"?` : `use one of ${TOP_LEVEL_KEYS.join(', ')}`);
+    }
+  }
+  const query: ListQuery = {
+    conditions: parseFilter(input.filter, source, `${root}.filter`, timeZone, problems),
+    select: parseSelect(input.select, `${root}.select`, problems),
+    sort: parseSort(input.sort, input.order, source, root, problems),
+    limit: parseInteger(input.limit, source, `${root}.limit`, DEFAULT_LIMIT, 1, MAX_LIMIT, problems),
+    offset: parseInteger(input.offset, source, `${root}.offset`, 0, 0, Number.MAX_SAFE_INTEGER, problems),
+  };
+  problems.throwIfAny();
+  return query;
+}
+
+function parseInteger(raw: unknown, source: Source, location: string, fallback: number, min: number, max: number, problems: Problems): number {
+  if (raw === undefined) return fallback;
+  let value: number | null = null;
+  if (typeof raw === 'number' && Number.isInteger(raw)) value = raw;
+  else if (source === 'query' && typeof raw === 'string' && /^-?\d{1,16}$/.test(raw)) value = Number(raw);
+  if (value === null) {
+    problems.add(location, 'must be an integer');
+    return fallback;
+  }
+  if (value < min || value > max) {
+    problems.add(location, max === Number.MAX_SAFE_INTEGER ? `must be ≥ ${min}` : `must be between ${min} and ${max}`);
+    return fallback;
+  }
+  return value;
+}
+
+function parseSelect(raw: unknown, location: string, problems: Problems): string[] | null {
+  if (raw === undefined) return null;
+  let names: string[];
+  if (typeof raw === 'string') names = raw.split(',');
+  else if (Array.isArray(raw) && raw.every((n) => typeof n === 'string')) names = (raw as string[]).flatMap((n) => n.split(','));
+  else {
+    problems.add(location, 'must be a comma-separated string or an array of field names');
+    return null;
+  }
+  // Names that are not list fields are ignored, as the hosted API does.
+  const known = [...new Set(names.map((n) => n.trim()).filter((n) => LIST_FIELD_NAMES.includes(n)))];
+  return known.length ? known : null;
+}
+
+function sortField(name: string, location: string, problems: Problems): string | null {
+  if (LIST_FIELD_NAMES.includes(name)) return name;
+  const suggestion = closestName(name, LIST_FIELD_NAMES);
+  problems.add(location, `"${name}" is not a sortable field`, suggestion ? `did you mean "${suggestion}"?` : `sort by one of ${LIST_FIELD_NAMES.join(', ')}`);
+  return null;
+}
+
+function parseSort(sort: unknown, order: unknown, source: Source, root: string, problems: Problems): SortKey[] {
+  const keys: SortKey[] = [];
+  if (sort !== undefined) {
+    if (typeof sort !== 'string' || sort.trim() === '') problems.add(`${root}.sort`, 'must be a field name, optionally with a leading "-" for descending (sort=-createdTime)');
+    else {
+      for (const part of sort.split(',')) {
+        const trimmed = part.trim();
+        const descending = trimmed.startsWith('-');
+        const name = descending || trimmed.startsWith('+') ? trimmed.slice(1) : trimmed;
+        const field = sortField(name, `${root}.sort`, problems);
+        if (field) keys.push({ field, direction: descending ? 'desc' : 'asc' });
+      }
+    }
+  }
+  if (order !== undefined) {
+    if (!isPlainObject(order)) problems.add(`${root}.order`, source === 'query' ? 'must be given as order[field]=asc|desc' : 'must be an object {"field": "asc"|"desc"}');
+    else {
+      for (const [name, direction] of Object.entries(order)) {
+        const field = sortField(name, `${root}.order.${name}`, problems);
+        const dir = typeof direction === 'string' ? direction.toLowerCase() : '';
+        if (dir !== 'asc' && dir !== 'desc') problems.add(`${root}.order.${name}`, 'must be "asc" or "desc"');
+        else if (field) keys.push({ field, direction: dir });
+      }
+    }
+  }
+  return keys;
+}
+
+function parseFilter(raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition[] {
+  if (raw === undefined) return [];
+  if (!isPlainObject(raw)) {
+    problems.add(location, source === 'query' ? 'must be given as filter[field]=value or filter[field][$op]=value' : 'must be an object {"field": value | {"$op": value}}');
+    return [];
+  }
+  const conditions: Condition[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    const keyLocation = `${location}.${key}`;
+    const prefix = PREFIXES.find(([p]) => key.startsWith(p));
+    const name = prefix ? key.slice(prefix[0].length) : key;
+    const field = FIELD_BY_NAME.get(name);
+    if (!field || !field.inList) {
+      const suggestion = closestName(name, LIST_FIELD_NAMES);
+      problems.add(keyLocation, field ? `"${name}" cannot be filtered` : `"${name}" is not a known field`, suggestion ? `did you mean "${suggestion}"?` : undefined);
+      continue;
+    }
+    if (isPlainObject(value)) {
+      if (prefix) {
+        problems.add(keyLocation, 'use either a key prefix or an operator object, not both');
+        continue;
+      }
+      for (const [opName, opValue] of Object.entries(value)) {
+        const op = OPERATORS[opName];
+        if (!op) {
+          problems.operatorProblem = true;
+          const suggestion = closestName(opName.replace(/^\$?/, '$'), Object.keys(OPERATORS));
+          problems.add(`${keyLocation}.${opName}`, `unknown filter operator "${opName}"`, suggestion ? `did you mean "${suggestion}"?` : `use one of ${Object.keys(OPERATORS).join(' ')}`);
+          continue;
+        }
+        const condition = makeCondition(field, op, opValue, source, `${keyLocation}.${opName}`, timeZone, problems);
+        if (condition) conditions.push(condition);
+      }
+    } else {
+      const condition = makeCondition(field, prefix ? prefix[1] : 'eq', value, source, keyLocation, timeZone, problems);
+      if (condition) conditions.push(condition);
+    }
+  }
+  return conditions;
+}
+
+function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition | null {
+  if (op === 'contains' && field.type !== 'string') {
+    problems.add(location, `$contains works on text fields; ${field.name} is ${field.type}`);
+    return null;
+  }
+  if (ORDERED_OPS.has(op) && field.type === 'boolean') {
+    problems.add(location, `${field.name} is boolean: use equality, $ne or $in`);
+    return null;
+  }
+  if (op === 'in') {
+    let items: unknown[];
+    if (Array.isArray(raw)) items = raw;
+    else if (source === 'query' && typeof raw === 'string') items = raw === '' ? [] : raw.split(',');
+    else {
+      problems.add(location, source === 'query' ? '$in takes a comma-separated list' : '$in takes an array');
+      return null;
+    }
+    const values: FilterValue[] = [];
+    let ok = true;
+    items.forEach((item, i) => {
+      const v = convertValue(field, item, source, `${location}[${i}]`, timeZone, problems);
+      if (v === undefined) ok = false;
+      else values.push(v);
+    });
+    return ok ? { field, op, value: values } : null;
+  }
+  const value = convertValue(field, raw, source, location, timeZone, problems);
+  if (value === undefined) return null;
+  if (value === null && op !== 'eq' && op !== 'ne') {
+    problems.add(location, 'null can only be compared with equality or $ne');
+    return null;
+  }
+  return { field, op, value };
+}
+
+/** Converts one filter value by the field's type; undefined means a problem was recorded. */
+function convertValue(field: FieldSpec, raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): FilterValue | undefined {
+  if (raw === null) {
+    if (field.isNullable) return null;
+    problems.add(location, `${field.name} is never null`);
+    return undefined;
+  }
+  switch (field.type) {
+    case 'integer':
+    case 'user': {
+      if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
+      if (typeof raw === 'string' && /^-?\d{1,15}$/.test(raw.trim())) return Number(raw.trim());
+      problems.add(location, `${field.name} is an integer; got ${JSON.stringify(raw)}`);
+      return undefined;
+    }
+    case 'boolean': {
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === 'Y') return true;
+      if (raw === 'false' || raw === 'N') return false;
+      problems.add(location, `${field.name} is boolean: use true or false; got ${JSON.stringify(raw)}`);
+      return undefined;
+    }
+    case 'datetime': {
+      const seconds = typeof raw === 'string' ? parseTime(raw.trim(), timeZone) : null;
+      if (seconds === null) {
+        problems.add(location, `${field.name} is a time: use ISO 8601, e.g. 2026-04-21T13:46:45+03:00; got ${JSON.stringify(raw)}`);
+        return undefined;
+      }
+      return seconds;
+    }
+    default: {
+      if (typeof raw === 'string') return raw;
+      if (source === 'body' || Array.isArray(raw) || isPlainObject(raw)) {
+        problems.add(location, `${field.name} is text; got ${JSON.stringify(raw)}`);
+        return undefined;
+      }
+      return String(raw);
+    }
+  }
+}

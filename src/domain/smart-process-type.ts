@@ -1,0 +1,93 @@
+import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName } from './type-fields.js';
+import type { Relation, TypeCardJson, TypeListItemJson } from './type-schemas.js';
+import { formatTime } from './time.js';
+
+/** A smart process type as the store holds it: times in epoch seconds, flags as bit sets. */
+export interface TypeRecord {
+  id: number;
+  entityTypeId: number;
+  title: string;
+  code: string | null;
+  createdBy: number;
+  createdTime: number;
+  updatedBy: number;
+  updatedTime: number;
+  customSectionId: number | null;
+  flags: number;
+  linkedUserFields: number;
+  itemCount: number;
+  version: number;
+}
+
+/** One stored relation edge (parent → child), seen from both ends. */
+export interface Edge {
+  parent: number;
+  child: number;
+  isChildrenListEnabled: boolean;
+}
+
+export interface TypeCard {
+  record: TypeRecord;
+  relations: { parent: Relation[]; child: Relation[] };
+}
+
+export const hasFlag = (flags: number, name: FlagName): boolean => (flags & FLAG_BIT[name]) !== 0;
+
+/** Edges that exist because of a flag, not because of `relations` (contract §3.1). */
+export function predefinedRelations(flags: number): { parent: Relation[]; child: Relation[] } {
+  const parent: Relation[] = hasFlag(flags, 'isClientEnabled')
+    ? [
+        { entityTypeId: CRM.Contact, isChildrenListEnabled: true, isPredefined: true },
+        { entityTypeId: CRM.Company, isChildrenListEnabled: true, isPredefined: true },
+      ]
+    : [];
+  const child: Relation[] = hasFlag(flags, 'isPaymentsEnabled') ? [{ entityTypeId: CRM.Order, isChildrenListEnabled: true, isPredefined: true }] : [];
+  return { parent, child };
+}
+
+/** Predefined edges first, then the stored ones by entityTypeId. */
+export function relationsOf(record: TypeRecord, edges: readonly Edge[]): TypeCard['relations'] {
+  const { parent, child } = predefinedRelations(record.flags);
+  const etid = record.entityTypeId;
+  const storedParents = edges.filter((e) => e.child === etid).sort((a, b) => a.parent - b.parent);
+  const storedChildren = edges.filter((e) => e.parent === etid).sort((a, b) => a.child - b.child);
+  return {
+    parent: [...parent, ...storedParents.map((e) => ({ entityTypeId: e.parent, isChildrenListEnabled: e.isChildrenListEnabled, isPredefined: false }))],
+    child: [...child, ...storedChildren.map((e) => ({ entityTypeId: e.child, isChildrenListEnabled: e.isChildrenListEnabled, isPredefined: false }))],
+  };
+}
+
+export const CRM = { Lead: 1, Deal: 2, Contact: 3, Company: 4, Quote: 7, Order: 14, SmartInvoice: 31 } as const;
+const CRM_NAMES: Record<number, string> = Object.fromEntries(Object.entries(CRM).map(([name, id]) => [id, name]));
+export const BASE_ENTITY_TYPES: ReadonlySet<number> = new Set(Object.values(CRM));
+export const crmTypeName = (entityTypeId: number): string => CRM_NAMES[entityTypeId] ?? `smart process ${entityTypeId}`;
+
+export function presentListItem(record: TypeRecord, timeZone: string): TypeListItemJson & TypeCardJson {
+  const item: Record<string, unknown> = {
+    id: record.id,
+    entityTypeId: record.entityTypeId,
+    title: record.title,
+    code: record.code,
+    createdBy: record.createdBy,
+    createdTime: formatTime(record.createdTime, timeZone),
+    updatedBy: record.updatedBy,
+    updatedTime: formatTime(record.updatedTime, timeZone),
+    customSectionId: record.customSectionId,
+  };
+  for (const name of FLAG_NAMES) item[name] = (record.flags & FLAG_BIT[name]) !== 0;
+  item.isInitialized = true;
+  return item as TypeListItemJson & TypeCardJson;
+}
+
+export function presentLinkedUserFields(mask: number): TypeCardJson['linkedUserFields'] {
+  const out: Record<string, boolean> = {};
+  for (const key of LINKED_USER_FIELDS) out[key] = (mask & LINKED_USER_FIELD_BIT[key]) !== 0;
+  return out as TypeCardJson['linkedUserFields'];
+}
+
+export function presentCard(card: TypeCard, timeZone: string): TypeCardJson {
+  const item = presentListItem(card.record, timeZone);
+  item.relations = card.relations;
+  item.linkedUserFields = presentLinkedUserFields(card.record.linkedUserFields);
+  return item;
+}

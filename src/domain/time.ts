@@ -1,0 +1,70 @@
+/** ISO 8601 with the portal's UTC offset, second precision: 2026-04-21T13:46:45+03:00. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let formatter = formatters.get(timeZone);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    formatters.set(timeZone, formatter);
+  }
+  return formatter;
+}
+
+export function isValidTimeZone(timeZone: string): boolean {
+  try {
+    formatterFor(timeZone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const pad = (n: number, width = 2) => String(Math.abs(n)).padStart(width, '0');
+
+function offsetSeconds(epochSeconds: number, timeZone: string): number {
+  const parts = formatterFor(timeZone).formatToParts(new Date(epochSeconds * 1000));
+  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
+  const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second')) / 1000;
+  return asUtc - epochSeconds;
+}
+
+const cache = new Map<string, string>();
+
+export function formatTime(epochSeconds: number, timeZone: string): string {
+  const cacheKey = `${timeZone}|${epochSeconds}`;
+  const hit = cache.get(cacheKey);
+  if (hit !== undefined) return hit;
+  const offset = timeZone === 'UTC' ? 0 : offsetSeconds(epochSeconds, timeZone);
+  const local = new Date((epochSeconds + offset) * 1000).toISOString().slice(0, 19);
+  const sign = offset < 0 ? '-' : '+';
+  const minutes = Math.abs(offset) / 60;
+  const formatted = `${local}${sign}${pad(Math.trunc(minutes / 60))}:${pad(minutes % 60)}`;
+  if (cache.size > 10_000) cache.clear();
+  cache.set(cacheKey, formatted);
+  return formatted;
+}
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+
+/** Parses a time a client sends (filters); a time without an offset is taken in the portal's time zone. */
+export function parseTime(value: string, timeZone: string): number | null {
+  if (!ISO_TIME.test(value)) return null;
+  const hasOffset = /(Z|[+-]\d{2}:?\d{2})$/.test(value) && value.includes('T');
+  if (hasOffset) {
+    const ms = Date.parse(value);
+    return Number.isNaN(ms) ? null : Math.floor(ms / 1000);
+  }
+  const asUtc = Date.parse(value.includes('T') ? `${value}Z` : `${value}T00:00:00Z`);
+  if (Number.isNaN(asUtc)) return null;
+  const guess = Math.floor(asUtc / 1000);
+  return guess - offsetSeconds(guess - offsetSeconds(guess, timeZone), timeZone);
+}

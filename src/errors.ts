@@ -1,0 +1,84 @@
+/**
+ * The one error table of smartproc (contract §7). Every error answer, the
+ * OpenAPI document and docs/errors.md are derived from it.
+ */
+export const ERROR_TABLE = {
+  VALIDATION_ERROR: { status: 400, when: 'The request does not match the schema; `details` lists every problem.', action: 'Fix each entry of `details` (see its `fix`) and send again.' },
+  INVALID_FILTER_OPERATOR: { status: 400, when: 'A filter uses an unknown operator.', action: 'Use one of $gt $gte $lt $lte $ne $contains $in or the prefixes >= > <= < ! != %.' },
+  MISSING_API_KEY: { status: 401, when: 'No key was sent.', action: 'Send the key in the X-Api-Key header.' },
+  INVALID_API_KEY: { status: 401, when: 'The key is unknown, malformed, deleted, rotated out or expired.', action: 'Check the key; create or rotate one with a management key.' },
+  TOKEN_MISSING: { status: 401, when: 'An application key came without a session, or the portal has no usable credentials.', action: 'Send Authorization: Bearer vibe_session_...; for a Bitrix24 portal, configure its credentials.' },
+  INVALID_SESSION: { status: 401, when: 'The session token is unknown or malformed.', action: 'Mint a new session (POST /v1/sessions).' },
+  TOKEN_EXPIRED: { status: 401, when: 'The session (or the portal token) has expired.', action: 'Mint a new session; sessions live 24 hours and are not refreshed.' },
+  SCOPE_DENIED: { status: 403, when: 'The key lacks the scope the route needs.', action: 'Add the scope to the key (PATCH /v1/keys/:id) or use another key.' },
+  IP_NOT_ALLOWED: { status: 403, when: "The caller's address is outside the key's allowedIps.", action: "Call from an allowed address or widen the key's allowedIps." },
+  MANAGEMENT_KEY_NO_ENTITY_ACCESS: { status: 403, when: 'A management key was used on a portal route.', action: 'Use a personal or application key of the portal.' },
+  MANAGEMENT_SCOPE_REQUIRED: { status: 403, when: 'The route needs a management key with a vibe:mgmt:* scope it lacks.', action: 'Use a management key that has the named scope.' },
+  SESSION_APP_MISMATCH: { status: 403, when: 'The session was issued for another application key.', action: 'Use the session with the application key it was minted for.' },
+  WRITE_BLOCKED_READONLY_KEY: { status: 403, when: 'A write was attempted with a READONLY key.', action: 'Use a READWRITE key.' },
+  BITRIX_ACCESS_DENIED: { status: 403, when: 'The Bitrix24 portal refused access (rights, scope not granted).', action: 'Grant the rights or scopes on the portal.' },
+  SMART_PROCESS_NOT_FOUND: { status: 404, when: 'No smart process type with this entityTypeId in the portal of the key.', action: 'List the types: GET /v1/smart-processes.' },
+  ENTITY_NOT_FOUND: { status: 404, when: 'Another record (key, portal) was not found.', action: 'Check the id.' },
+  ROUTE_NOT_FOUND: { status: 404, when: 'No such route.', action: 'See GET /v1/openapi.json for the routes.' },
+  METHOD_NOT_ALLOWED: { status: 405, when: 'The route exists but not with this method; see the Allow header.', action: 'Use a method from the Allow header.' },
+  PORTAL_NOT_EMPTY: { status: 409, when: 'A portal that still has keys or types was asked to be deleted without ?force=true (beyond the hosted API).', action: 'Delete its keys and types first, or send ?force=true.' },
+  PRECONDITION_FAILED: { status: 412, when: 'If-Match did not match the current version (beyond the hosted API).', action: 'GET the current card, re-apply your change, send again with the new ETag.' },
+  PAYLOAD_TOO_LARGE: { status: 413, when: 'The body is over the limit (1 MiB).', action: 'Send a smaller body.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, when: 'A body that is not application/json.', action: 'Send Content-Type: application/json.' },
+  BITRIX_ERROR: { status: 422, when: 'The portal (emulated or real) rejected the operation; `message` says why.', action: 'Read the message; fix the data.' },
+  RATE_LIMITED: { status: 429, when: "The key is over its requestsPerSecond.", action: 'Wait `retryAfter` seconds (also in Retry-After).' },
+  INTERNAL_ERROR: { status: 500, when: 'A bug. The message hides internals; the log has the request id.', action: 'Report it with the requestId.' },
+  BITRIX_UNAVAILABLE: { status: 502, when: 'The real portal could not be reached or kept failing; a write may or may not have happened.', action: 'Check the state, then retry.' },
+  SERVICE_UNAVAILABLE: { status: 503, when: 'The store is down or the server is shutting down.', action: 'Retry after `retryAfter` seconds.' },
+  QUEUE_TIMEOUT: { status: 504, when: "A request waited too long for the portal's rate budget.", action: 'Retry after `retryAfter` seconds.' },
+} as const satisfies Record<string, { status: number; when: string; action: string }>;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export interface ErrorDetail {
+  location: string;
+  message: string;
+  fix?: string;
+}
+
+export interface ApiErrorOptions {
+  hint?: string;
+  details?: ErrorDetail[];
+  retryAfter?: number;
+  headers?: Record<string, string>;
+}
+
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  readonly details?: ErrorDetail[];
+  readonly retryAfter?: number;
+  readonly headers?: Record<string, string>;
+
+  constructor(code: ErrorCode, message: string, options: ApiErrorOptions = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.hint = options.hint;
+    this.details = options.details;
+    this.retryAfter = options.retryAfter;
+    this.headers = options.headers;
+  }
+
+  get status(): number {
+    return ERROR_TABLE[this.code].status;
+  }
+}
+
+export function validationError(details: ErrorDetail[], message?: string): ApiError {
+  const summary = message ?? (details.length === 1 ? `${details[0].location}: ${details[0].message}` : `${details.length} problems in the request`);
+  return new ApiError('VALIDATION_ERROR', summary, { details });
+}
+
+export function typeNotFound(entityTypeId: number | string): ApiError {
+  return new ApiError('SMART_PROCESS_NOT_FOUND', `Smart process with entityTypeId=${entityTypeId} not found`);
+}
+
+export function errorCodesWithStatus(status: number): ErrorCode[] {
+  return (Object.keys(ERROR_TABLE) as ErrorCode[]).filter((code) => ERROR_TABLE[code].status === status);
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { rateLimitHeaders, type AccessService, type Principal, type RouteAccess } from '../../access/access-service.js';
+import { ApiError } from '../../errors.js';
+import type { Portal } from '../../portals/portal.js';
+import type { PortalRegistry } from '../../portals/registry.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Who may call the route; absent = public. */
+    access?: RouteAccess;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+/** The portal of the calling key (portal routes only). */
+export function portalOf(request: FastifyRequest, registry: PortalRegistry): Portal {
+  const portal = request.principal?.portal;
+  if (!portal) throw new ApiError('INTERNAL_ERROR', 'portal route without a portal key');
+  return registry.for(portal);
+}
+
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new ApiError('INTERNAL_ERROR', 'route without access configuration');
+  return request.principal;
+}
+
+/** Runs the check order of contract §5 on every route that declares `config.access`. */
+export default fp(async function authPlugin(app: FastifyInstance, options: { access: AccessService }) {
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request, reply) => {
+    const access = request.routeOptions.config?.access;
+    if (!access) return;
+    const apiKey = request.headers['x-api-key'];
+    request.principal = await options.access.check(
+      { apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey, authorization: request.headers.authorization, ip: request.ip },
+      access,
+    );
+    if (request.principal.rateLimit) reply.headers(rateLimitHeaders(request.principal.rateLimit));
+  });
+});

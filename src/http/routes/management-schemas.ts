@@ -1,0 +1,94 @@
+import { Type } from 'typebox';
+import { Nullable } from '../../domain/type-schemas.js';
+
+const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
+const AllowedIps = Type.Array(Type.String({ maxLength: 64 }), { maxItems: 200, description: 'IPv4/IPv6 addresses and CIDRs; empty = any' });
+const AccessModeSchema = Type.Union([Type.Literal('READWRITE'), Type.Literal('READONLY')]);
+const Rps = Nullable(Type.Integer({ minimum: 1, maximum: 100000 }), { description: 'requests per second (default 10); null = no limit' });
+
+export const KeySchema = Type.Object({
+  id: Type.String(),
+  kind: Type.Union([Type.Literal('personal'), Type.Literal('application'), Type.Literal('management')]),
+  name: Type.String(),
+  portalId: Nullable(Type.Integer()),
+  keyPrefix: Type.String(),
+  keySuffix: Type.String(),
+  scopes: Type.Array(Type.String()),
+  accessMode: AccessModeSchema,
+  expiresAt: Nullable(Type.String({ format: 'date-time' })),
+  requestsPerSecond: Nullable(Type.Integer()),
+  allowedIps: Type.Array(Type.String()),
+  userId: Nullable(Type.Integer()),
+  createdByKeyId: Nullable(Type.String()),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+
+export const KeyWithSecretSchema = Type.Object({
+  ...KeySchema.properties,
+  secret: Type.String({ description: 'shown once: store it now' }),
+  previousSecretExpiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'rotation: when the old secret stops working' })),
+});
+
+export const CreateKeyBodySchema = Type.Object({
+  kind: Type.Optional(Type.Union([Type.Literal('personal'), Type.Literal('application'), Type.Literal('management')], { default: 'personal' })),
+  portalId: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  name: Type.Optional(Type.String({ maxLength: 200 })),
+  scopes: Type.Optional(Scopes),
+  accessMode: Type.Optional(AccessModeSchema),
+  expiresAt: Type.Optional(Nullable(Type.String({ description: 'ISO 8601; null = never' }))),
+  requestsPerSecond: Type.Optional(Rps),
+  allowedIps: Type.Optional(AllowedIps),
+  userId: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'the portal user a personal key acts as (default 1)' }))),
+}, { additionalProperties: false });
+
+export const UpdateKeyBodySchema = Type.Object({
+  name: Type.Optional(Type.String({ maxLength: 200 })),
+  scopes: Type.Optional(Scopes),
+  accessMode: Type.Optional(AccessModeSchema),
+  expiresAt: Type.Optional(Nullable(Type.String())),
+  requestsPerSecond: Type.Optional(Rps),
+  allowedIps: Type.Optional(AllowedIps),
+  userId: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+}, { additionalProperties: false });
+
+export const RotateKeyBodySchema = Type.Object({
+  gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600, default: 0, description: 'how long the old secret keeps working (0 = stops at once)' })),
+}, { additionalProperties: false });
+
+export const PortalSchema = Type.Object({
+  id: Type.Integer(),
+  kind: Type.Union([Type.Literal('local'), Type.Literal('bitrix24')]),
+  name: Type.String(),
+  domain: Type.String(),
+  timeZone: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+
+export const CreatePortalBodySchema = Type.Object({
+  kind: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('bitrix24')], { default: 'local' })),
+  name: Type.Optional(Type.String({ maxLength: 200 })),
+  timeZone: Type.Optional(Type.String({ maxLength: 64, description: 'IANA time zone (default UTC)' })),
+}, { additionalProperties: false });
+
+export const UpdatePortalBodySchema = Type.Object({
+  name: Type.Optional(Type.String({ maxLength: 200 })),
+  timeZone: Type.Optional(Type.String({ maxLength: 64 })),
+}, { additionalProperties: false });
+
+export const CreateSessionBodySchema = Type.Object({
+  keyId: Type.String({ description: 'id of an application key (vibe_app_) of a local portal' }),
+  userId: Type.Integer({ minimum: 1, description: 'the portal user the session acts as' }),
+}, { additionalProperties: false });
+
+export const SessionSchema = Type.Object({
+  id: Type.String(),
+  token: Type.String({ description: 'vibe_session_...: shown once; send as Authorization: Bearer' }),
+  keyId: Type.String(),
+  portalId: Type.Integer(),
+  userId: Type.Integer(),
+  expiresAt: Type.String({ format: 'date-time' }),
+});
+
+export const IdParamsSchema = Type.Object({ id: Type.String() });

@@ -1,0 +1,66 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { RouteAccess } from '../../access/access-service.js';
+import { isoTime, type KeyRecord } from '../../access/key-model.js';
+import { Nullable } from '../../domain/type-schemas.js';
+import { principalOf } from '../plugins/auth.js';
+import { dataEnvelope, errorResponses } from '../schemas.js';
+
+export interface CatalogRoute {
+  method: string;
+  path: string;
+  access: RouteAccess;
+}
+
+const MeSchema = Type.Object({
+  kind: Type.String(),
+  keyId: Type.String(),
+  keyPrefix: Type.String(),
+  keySuffix: Type.String(),
+  name: Type.String(),
+  portal: Nullable(Type.Object({ id: Type.Integer(), kind: Type.String(), domain: Type.String(), timeZone: Type.String() })),
+  scopes: Type.Array(Type.String()),
+  accessMode: Type.String(),
+  expiresAt: Nullable(Type.String({ format: 'date-time' })),
+  rateLimit: Type.Object({ requestsPerSecond: Nullable(Type.Integer()) }),
+  allowedIps: Type.Array(Type.String()),
+  currentUser: Nullable(Type.Object({ bitrixUserId: Type.Integer() })),
+  session: Nullable(Type.Object({ id: Type.String(), expiresAt: Type.String({ format: 'date-time' }) })),
+  routes: Type.Array(Type.Object({ method: Type.String(), path: Type.String() })),
+});
+
+function mayCall(key: KeyRecord, access: RouteAccess): boolean {
+  if (access.kind === 'portal' && key.kind === 'management') return false;
+  if (access.kind === 'management' && key.kind !== 'management') return false;
+  if (access.scope && !key.scopes.includes(access.scope)) return false;
+  return !(access.write && key.accessMode === 'READONLY');
+}
+
+/** GET /v1/me: who the caller is, and what it may call. */
+export default async function meRoutes(app: FastifyInstance, options: { catalog: CatalogRoute[] }) {
+  app.get('/', {
+    config: { access: { kind: 'any' } },
+    schema: { tags: ['Platform'], summary: 'Who am I: the calling key, its portal, user, limits and the routes it may call', response: { 200: dataEnvelope(MeSchema), ...errorResponses(['MISSING_API_KEY', 'INVALID_API_KEY', 'IP_NOT_ALLOWED', 'TOKEN_MISSING', 'INVALID_SESSION', 'TOKEN_EXPIRED', 'SESSION_APP_MISMATCH', 'RATE_LIMITED']) } },
+  }, async (request) => {
+    const { key, portal, session, userId } = principalOf(request);
+    return {
+      success: true,
+      data: {
+        kind: key.kind,
+        keyId: key.id,
+        keyPrefix: key.keyPrefix,
+        keySuffix: key.keySuffix,
+        name: key.name,
+        portal: portal ? { id: portal.id, kind: portal.kind, domain: portal.domain, timeZone: portal.timeZone } : null,
+        scopes: key.scopes,
+        accessMode: key.accessMode,
+        expiresAt: isoTime(key.expiresAt),
+        rateLimit: { requestsPerSecond: key.requestsPerSecond },
+        allowedIps: key.allowedIps,
+        currentUser: userId === null ? null : { bitrixUserId: userId },
+        session: session ? { id: session.id, expiresAt: isoTime(session.expiresAt)! } : null,
+        routes: options.catalog.filter((r) => mayCall(key, r.access)).map(({ method, path }) => ({ method, path })),
+      },
+    };
+  });
+}

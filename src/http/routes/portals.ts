@@ -1,0 +1,67 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { RouteAccess } from '../../access/access-service.js';
+import { isoTime } from '../../access/key-model.js';
+import { validationError } from '../../errors.js';
+import type { PortalRecord } from '../../store/repositories/portals-repository.js';
+import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
+import { CreatePortalBodySchema, IdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
+
+const READ: RouteAccess = { kind: 'management', scope: 'vibe:mgmt:portals' };
+const WRITE: RouteAccess = { ...READ, write: true };
+const tags = ['Portals'];
+const errors = (...extra: Parameters<typeof errorResponses>[0]) => errorResponses([...MANAGEMENT_ACCESS_ERRORS, ...extra]);
+
+export function presentPortal(p: PortalRecord) {
+  return { id: p.id, kind: p.kind, name: p.name, domain: p.domain, timeZone: p.timeZone, createdAt: isoTime(p.createdAt)!, updatedAt: isoTime(p.updatedAt)! };
+}
+
+function portalId(params: unknown): number {
+  const raw = (params as { id: string }).id;
+  if (!/^[0-9]{1,9}$/.test(raw)) throw validationError([{ location: 'params.id', message: `must be a positive integer; got ${JSON.stringify(raw)}` }]);
+  return Number(raw);
+}
+
+/** /v1/portals: local portals, for operators (management key with vibe:mgmt:portals). */
+export default async function portalRoutes(app: FastifyInstance) {
+  const portals = app.services.portals;
+
+  app.get('/', {
+    config: { access: READ },
+    schema: { tags, summary: 'List portals', response: { 200: dataEnvelope(Type.Array(PortalSchema)), ...errors() } },
+  }, async () => ({ success: true, data: (await portals.list()).map(presentPortal) }));
+
+  app.post('/', {
+    config: { access: WRITE },
+    schema: { tags, summary: 'Create a local portal', body: CreatePortalBodySchema, response: { 201: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS) } },
+    preValidation: async (request) => {
+      if (request.body === undefined) request.body = {};
+    },
+  }, async (request, reply) => reply.code(201).send({ success: true, data: presentPortal(await portals.create(request.body as object)) }));
+
+  app.get('/:id', {
+    config: { access: READ },
+    schema: { tags, summary: 'Get a portal', params: IdParamsSchema, response: { 200: dataEnvelope(PortalSchema), ...errors('VALIDATION_ERROR', 'ENTITY_NOT_FOUND') } },
+  }, async (request) => ({ success: true, data: presentPortal(await portals.get(portalId(request.params))) }));
+
+  app.patch('/:id', {
+    config: { access: WRITE },
+    schema: { tags, summary: 'Rename a portal or change its time zone', params: IdParamsSchema, body: UpdatePortalBodySchema, response: { 200: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', ...BODY_ERRORS) } },
+    preValidation: async (request) => {
+      if (request.body === undefined) request.body = {};
+    },
+  }, async (request) => ({ success: true, data: presentPortal(await portals.update(portalId(request.params), request.body as object)) }));
+
+  app.delete('/:id', {
+    config: { access: WRITE },
+    schema: {
+      tags, summary: 'Delete a portal; one with keys or types only with ?force=true',
+      params: IdParamsSchema,
+      querystring: Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false }),
+      response: { 204: Type.Null(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'ENTITY_NOT_FOUND', 'PORTAL_NOT_EMPTY') },
+    },
+  }, async (request, reply) => {
+    await portals.delete(portalId(request.params), (request.query as { force?: string }).force === 'true');
+    return reply.code(204).send();
+  });
+}

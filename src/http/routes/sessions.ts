@@ -1,0 +1,23 @@
+import type { FastifyInstance } from 'fastify';
+import { isoTime } from '../../access/key-model.js';
+import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
+import { CreateSessionBodySchema, SessionSchema } from './management-schemas.js';
+
+/** POST /v1/sessions: a 24 h user session for an application key of a local portal. */
+export default async function sessionRoutes(app: FastifyInstance) {
+  app.post('/', {
+    config: { access: { kind: 'management', scope: 'vibe:mgmt:keys', write: true } },
+    schema: {
+      tags: ['Sessions'],
+      summary: 'Mint a session (vibe_session_, 24 h) for an application key and a portal user',
+      body: CreateSessionBodySchema,
+      response: { 201: dataEnvelope(SessionSchema), ...errorResponses([...MANAGEMENT_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS]) },
+    },
+  }, async (request, reply) => {
+    const { session, token } = await app.services.keys.mintSession(request.body as { keyId: string; userId: number });
+    return reply.code(201).send({
+      success: true,
+      data: { id: session.id, token, keyId: session.keyId, portalId: session.portalId, userId: session.userId, expiresAt: isoTime(session.expiresAt)! },
+    });
+  });
+}

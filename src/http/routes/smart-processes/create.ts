@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify';
+import { CreateTypeBodySchema, TypeCardSchema, type CreateTypeBody } from '../../../domain/type-schemas.js';
+import { parseCreateBody } from '../../../domain/type-input.js';
+import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { portalCall, sendCard, TAGS, WRITE } from './shared.js';
+
+export default async function (app: FastifyInstance) {
+  app.post('/', {
+    config: { access: WRITE },
+    schema: {
+      tags: TAGS,
+      summary: 'Create a smart process type',
+      body: CreateTypeBodySchema,
+      response: { 201: dataEnvelope(TypeCardSchema, 'Created: the card'), ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS, 'BITRIX_ERROR']) },
+    },
+  }, async (request, reply) => {
+    const { portal, actor, timeZone } = portalCall(request);
+    const draft = parseCreateBody(request.body as CreateTypeBody);
+    const card = await portal.createType(draft, actor);
+    return sendCard(reply, card, timeZone, 201);
+  });
+}

@@ -1,0 +1,24 @@
+import type { FastifyInstance } from 'fastify';
+import { EntityTypeIdParamsSchema } from '../../../domain/type-schemas.js';
+import { errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { entityTypeIdFrom, ifMatchOf, portalCall, TAGS, WRITE } from './shared.js';
+import { Type } from 'typebox';
+
+export default async function (app: FastifyInstance) {
+  app.delete('/:entityTypeId', {
+    config: { access: WRITE },
+    schema: {
+      tags: TAGS,
+      summary: 'Delete a smart process type (and every relation that touches it)',
+      params: EntityTypeIdParamsSchema,
+      response: {
+        204: Type.Null({ description: 'Deleted; empty body' }),
+        ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED', 'PRECONDITION_FAILED', 'BITRIX_ERROR']),
+      },
+    },
+  }, async (request, reply) => {
+    const entityTypeId = entityTypeIdFrom(request);
+    await portalCall(request).portal.deleteType(entityTypeId, { ifMatch: ifMatchOf(request) });
+    return reply.code(204).send();
+  });
+}

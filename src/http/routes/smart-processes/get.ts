@@ -1,0 +1,23 @@
+import type { FastifyInstance } from 'fastify';
+import { typeNotFound } from '../../../errors.js';
+import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/type-schemas.js';
+import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { entityTypeIdFrom, portalCall, READ, sendCard, TAGS } from './shared.js';
+
+export default async function (app: FastifyInstance) {
+  app.get('/:entityTypeId', {
+    config: { access: READ },
+    schema: {
+      tags: TAGS,
+      summary: 'Get one smart process type (the card, with relations and linkedUserFields)',
+      params: EntityTypeIdParamsSchema,
+      response: { 200: dataEnvelope(TypeCardSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, 'VALIDATION_ERROR', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED']) },
+    },
+  }, async (request, reply) => {
+    const entityTypeId = entityTypeIdFrom(request);
+    const { portal, timeZone } = portalCall(request);
+    const card = await portal.getType(entityTypeId);
+    if (!card) throw typeNotFound(entityTypeId);
+    return sendCard(reply, card, timeZone);
+  });
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
+import { presentListItem } from '../../../domain/smart-process-type.js';
+import { TypeListItemSchema } from '../../../domain/type-schemas.js';
+import { errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { portalCall, READ, TAGS } from './shared.js';
+
+const FilterDoc = Type.Object({}, {
+  additionalProperties: true,
+  description: 'filter[field]=value (equal), filter[field][$op]=value with $gt $gte $lt $lte $ne $contains $in, or Bitrix24 prefixes filter[>=field], >, <=, <, !, !=, %. AND-ed.',
+});
+
+export const ListQueryDoc = Type.Object({
+  filter: Type.Optional(FilterDoc),
+  select: Type.Optional(Type.String({ description: 'comma-separated list fields; unknown names are ignored' })),
+  sort: Type.Optional(Type.String({ description: 'a field, "-field" for descending; several comma-separated' })),
+  order: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'order[field]=asc|desc' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+});
+
+/** List and search share this: parse (400s), ask the portal, present. */
+export async function listTypes(request: FastifyRequest, raw: unknown, source: Source) {
+  const { portal, timeZone } = portalCall(request);
+  const query = parseListQuery(raw, source, timeZone);
+  const { records, total } = await portal.listTypes(query);
+  const data = records.map((record) => {
+    const item = presentListItem(record, timeZone) as Record<string, unknown>;
+    if (!query.select) return item;
+    const picked: Record<string, unknown> = {};
+    for (const name of query.select) picked[name] = item[name];
+    return picked;
+  });
+  return { success: true as const, data, meta: { total, limit: query.limit, offset: query.offset, hasMore: query.offset + data.length < total } };
+}
+
+/** Parsed by the domain (every problem in one answer), so Fastify's own validation is off here. */
+export const documentationOnly = () => () => true;
+
+export default async function (app: FastifyInstance) {
+  app.get('/', {
+    config: { access: READ },
+    validatorCompiler: documentationOnly,
+    schema: {
+      tags: TAGS,
+      summary: 'List smart process types',
+      querystring: ListQueryDoc,
+      response: { 200: listEnvelope(TypeListItemSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, 'VALIDATION_ERROR', 'INVALID_FILTER_OPERATOR']) },
+    },
+  }, async (request) => listTypes(request, request.query, 'query'));
+}

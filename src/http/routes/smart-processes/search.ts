@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { DEFAULT_LIMIT, MAX_LIMIT } from '../../../domain/list-query.js';
+import { TypeListItemSchema } from '../../../domain/type-schemas.js';
+import { BODY_ERRORS, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { documentationOnly, listTypes } from './list.js';
+import { READ, TAGS } from './shared.js';
+
+const SearchBodyDoc = Type.Object({
+  filter: Type.Optional(Type.Object({}, { additionalProperties: true, description: '{"field": value} or {"field": {"$op": value}}; $in takes an array' })),
+  select: Type.Optional(Type.Array(Type.String())),
+  sort: Type.Optional(Type.String()),
+  order: Type.Optional(Type.Object({}, { additionalProperties: Type.String({ enum: ['asc', 'desc'] }) })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+}, { additionalProperties: false });
+
+export default async function (app: FastifyInstance) {
+  app.post('/search', {
+    config: { access: READ },
+    validatorCompiler: documentationOnly,
+    schema: {
+      tags: TAGS,
+      summary: 'Search smart process types (a read: allowed for read-only keys)',
+      body: SearchBodyDoc,
+      response: { 200: listEnvelope(TypeListItemSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, ...BODY_ERRORS, 'INVALID_FILTER_OPERATOR']) },
+    },
+  }, async (request) => listTypes(request, request.body ?? {}, 'body'));
+}

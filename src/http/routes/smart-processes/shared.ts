@@ -1,0 +1,51 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RouteAccess } from '../../../access/access-service.js';
+import type { TypeCard } from '../../../domain/smart-process-type.js';
+import { presentCard } from '../../../domain/smart-process-type.js';
+import { ApiError, validationError } from '../../../errors.js';
+import type { Actor, Portal } from '../../../portals/portal.js';
+import { portalOf, principalOf } from '../../plugins/auth.js';
+
+export const READ: RouteAccess = { kind: 'portal', scope: 'crm' };
+export const WRITE: RouteAccess = { kind: 'portal', scope: 'crm', write: true };
+export const TAGS = ['Smart processes'];
+
+/** Literal routes next to /:entityTypeId and the methods they have (GET /search is 405, not 400). */
+const LITERAL_SEGMENTS: Record<string, string[]> = { search: ['POST'], fields: ['GET', 'HEAD'] };
+
+/** Path parameter check (after access, before existence): a positive integer. */
+export function entityTypeIdFrom(request: FastifyRequest): number {
+  const raw = (request.params as { entityTypeId: string }).entityTypeId;
+  const literal = LITERAL_SEGMENTS[raw];
+  if (literal) {
+    throw new ApiError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on /v1/smart-processes/${raw}; allowed: ${literal.join(', ')}`, { headers: { allow: literal.join(', ') } });
+  }
+  if (!/^[0-9]{1,15}$/.test(raw) || Number(raw) < 1) {
+    throw validationError([{ location: 'params.entityTypeId', message: `must be a positive integer; got ${JSON.stringify(raw)}`, fix: 'list the types: GET /v1/smart-processes' }]);
+  }
+  return Number(raw);
+}
+
+export interface PortalCall {
+  portal: Portal;
+  actor: Actor;
+  timeZone: string;
+}
+
+export function portalCall(request: FastifyRequest): PortalCall {
+  const principal = principalOf(request);
+  const portal = portalOf(request, request.server.services.portalRegistry);
+  return { portal, actor: { userId: principal.userId ?? 0 }, timeZone: portal.record.timeZone };
+}
+
+/** If-Match (beyond the hosted API): the ETag of the version the client edits. */
+export function ifMatchOf(request: FastifyRequest): number | undefined {
+  const header = request.headers['if-match'];
+  if (header === undefined || header.trim() === '*') return undefined;
+  const match = /^\s*(?:W\/)?"(\d+)"\s*$/.exec(header);
+  return match ? Number(match[1]) : -1;
+}
+
+export function sendCard(reply: FastifyReply, card: TypeCard, timeZone: string, status = 200) {
+  return reply.code(status).header('etag', `"${card.record.version}"`).send({ success: true, data: presentCard(card, timeZone) });
+}

@@ -1,0 +1,35 @@
+import type { FastifyInstance } from 'fastify';
+import { typeNotFound } from '../../../errors.js';
+import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema, type PatchTypeBody } from '../../../domain/type-schemas.js';
+import { parsePatchBody } from '../../../domain/type-input.js';
+import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { entityTypeIdFrom, ifMatchOf, portalCall, sendCard, TAGS, WRITE } from './shared.js';
+
+export default async function (app: FastifyInstance) {
+  app.patch('/:entityTypeId', {
+    config: { access: WRITE },
+    // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
+    preValidation: async (request) => {
+      const entityTypeId = entityTypeIdFrom(request);
+      if (!(await portalCall(request).portal.hasType(entityTypeId))) throw typeNotFound(entityTypeId);
+      if (request.body === undefined) request.body = {};
+    },
+    schema: {
+      tags: TAGS,
+      summary: 'Update a smart process type: only the fields sent change',
+      description: 'A present relations side replaces that side; linkedUserFields is a full overwrite; {} changes nothing. If-Match with the ETag makes the edit safe against concurrent changes (412 when stale).',
+      params: EntityTypeIdParamsSchema,
+      body: PatchTypeBodySchema,
+      response: {
+        200: dataEnvelope(TypeCardSchema, 'The full card after the update'),
+        ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED', ...BODY_ERRORS, 'PRECONDITION_FAILED', 'BITRIX_ERROR']),
+      },
+    },
+  }, async (request, reply) => {
+    const entityTypeId = entityTypeIdFrom(request);
+    const { portal, actor, timeZone } = portalCall(request);
+    const patch = parsePatchBody(request.body as PatchTypeBody, entityTypeId);
+    const card = await portal.updateType(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
+    return sendCard(reply, card, timeZone);
+  });
+}

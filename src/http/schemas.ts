@@ -1,0 +1,58 @@
+import { Type, type TSchema } from 'typebox';
+import { ERROR_TABLE, type ErrorCode } from '../errors.js';
+
+export const ErrorDetailSchema = Type.Object({
+  location: Type.String({ description: 'where the problem is, e.g. body.relations.parent[0].entityTypeId' }),
+  message: Type.String(),
+  fix: Type.Optional(Type.String()),
+});
+
+export const ErrorEnvelopeSchema = Type.Object(
+  {
+    success: Type.Literal(false),
+    error: Type.Object({
+      code: Type.String({ enum: Object.keys(ERROR_TABLE) }),
+      message: Type.String(),
+      hint: Type.Optional(Type.String()),
+      details: Type.Optional(Type.Array(ErrorDetailSchema)),
+      retryAfter: Type.Optional(Type.Integer()),
+      requestId: Type.String(),
+    }),
+  },
+  { $id: 'ErrorEnvelope' },
+);
+
+export function dataEnvelope<T extends TSchema>(data: T, description = 'Success') {
+  return Type.Object({ success: Type.Literal(true), data }, { description });
+}
+
+export const ListMetaSchema = Type.Object({
+  total: Type.Integer(),
+  limit: Type.Integer(),
+  offset: Type.Integer(),
+  hasMore: Type.Boolean({ description: 'offset + data.length < total' }),
+});
+
+export function listEnvelope<T extends TSchema>(item: T) {
+  return Type.Object({ success: Type.Literal(true), data: Type.Array(item), meta: ListMetaSchema }, { description: 'A page of results' });
+}
+
+/** Error answers of a route, grouped by status, each listing its codes from the error table. */
+export function errorResponses(codes: ErrorCode[]): Record<number, unknown> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of [...codes, 'INTERNAL_ERROR' as const]) {
+    const status = ERROR_TABLE[code].status;
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const out: Record<number, unknown> = {};
+  for (const [status, list] of byStatus) {
+    out[status] = Type.Ref('ErrorEnvelope', { description: list.map((c) => `${c}: ${ERROR_TABLE[c].when}`).join('\n\n') });
+  }
+  return out;
+}
+
+export const PORTAL_ACCESS_ERRORS: ErrorCode[] = [
+  'MISSING_API_KEY', 'INVALID_API_KEY', 'IP_NOT_ALLOWED', 'MANAGEMENT_KEY_NO_ENTITY_ACCESS', 'TOKEN_MISSING', 'INVALID_SESSION', 'TOKEN_EXPIRED', 'SESSION_APP_MISMATCH', 'SCOPE_DENIED', 'RATE_LIMITED',
+];
+export const MANAGEMENT_ACCESS_ERRORS: ErrorCode[] = ['MISSING_API_KEY', 'INVALID_API_KEY', 'IP_NOT_ALLOWED', 'MANAGEMENT_SCOPE_REQUIRED', 'RATE_LIMITED'];
+export const BODY_ERRORS: ErrorCode[] = ['VALIDATION_ERROR', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];

@@ -1,0 +1,20 @@
+import type { AccessService } from '../access/access-service.js';
+import type { KeysService } from '../access/keys-service.js';
+import type { PortalRegistry } from '../portals/registry.js';
+import type { PortalsService } from '../portals/portals-service.js';
+import type { Store } from '../store/database.js';
+
+/** What routes may use; decorated onto the Fastify instance as `app.services`. */
+export interface Services {
+  store: Store;
+  access: AccessService;
+  keys: KeysService;
+  portals: PortalsService;
+  portalRegistry: PortalRegistry;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+  }
+}

@@ -1,0 +1,156 @@
+import { ApiError, typeNotFound } from '../../errors.js';
+import type { ListQuery } from '../../domain/list-query.js';
+import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
+import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
+import type { Db, Store } from '../../store/database.js';
+import { PortalsRepository, type PortalRecord } from '../../store/repositories/portals-repository.js';
+import { TypesRepository } from '../../store/repositories/types-repository.js';
+import type { Actor, Portal, WriteOptions } from '../portal.js';
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string };
+  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+function sameSide(stored: Edge[], side: 'parent' | 'child', self: number, wanted: RelationEntry[]): boolean {
+  const current = new Map(stored.filter((e) => (side === 'parent' ? e.child === self : e.parent === self)).map((e) => [side === 'parent' ? e.parent : e.child, e.isChildrenListEnabled]));
+  if (current.size !== wanted.length) return false;
+  return wanted.every((w) => current.get(w.entityTypeId) === w.isChildrenListEnabled);
+}
+
+/** An emulated Bitrix24 portal whose CRM data lives in smartproc's own store. */
+export class LocalPortal implements Portal {
+  constructor(readonly record: PortalRecord, private readonly store: Store) {}
+
+  private types(db: Db = this.store.db) {
+    return new TypesRepository(db, this.store.dialect);
+  }
+
+  private transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>): Promise<T> {
+    return this.store.db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+  }
+
+  listTypes(query: ListQuery) {
+    return this.types().list(this.record.id, query);
+  }
+
+  hasType(entityTypeId: number) {
+    return this.types().isEntityTypeIdUsed(this.record.id, entityTypeId);
+  }
+
+  async getType(entityTypeId: number): Promise<TypeCard | null> {
+    const types = this.types();
+    const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
+    return record ? { record, relations: relationsOf(record, edges) } : null;
+  }
+
+  async createType(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
+    const portalId = this.record.id;
+    try {
+      return await this.transaction(async (types, portals) => {
+        const entityTypeId = draft.entityTypeId ?? (await this.allocateEntityTypeId(types, portals));
+        if (draft.entityTypeId !== null) {
+          if (!isAllowedEntityTypeId(draft.entityTypeId)) {
+            throw new ApiError('BITRIX_ERROR', 'entityTypeId is out of allowed range', { hint: 'Use 128..191 or an even number ≥ 1030, or omit entityTypeId to have one allocated.', details: [{ location: 'body.entityTypeId', message: 'out of allowed range' }] });
+          }
+          if (await types.isEntityTypeIdUsed(portalId, entityTypeId)) throw new ApiError('BITRIX_ERROR', `entityTypeId ${entityTypeId} is already used`);
+        }
+        if (draft.code !== null) await this.assertCodeFree(types, draft.code, null);
+        const relations = checkRelations(draft.relations, draft.flags, entityTypeId, await types.entityTypeIds(portalId));
+        const now = nowSeconds();
+        const record: TypeRecord = {
+          id: await portals.nextTypeId(portalId),
+          entityTypeId,
+          title: draft.title,
+          code: draft.code,
+          createdBy: actor.userId,
+          createdTime: now,
+          updatedBy: actor.userId,
+          updatedTime: now,
+          customSectionId: draft.customSectionId,
+          flags: draft.flags,
+          linkedUserFields: draft.linkedUserFields,
+          itemCount: 0,
+          version: 1,
+        };
+        await types.insert(portalId, record);
+        if (relations.parent) await types.replaceEdges(portalId, entityTypeId, 'parent', relations.parent);
+        if (relations.child) await types.replaceEdges(portalId, entityTypeId, 'child', relations.child);
+        return { record, relations: relationsOf(record, await types.edgesOf(portalId, entityTypeId)) };
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'entityTypeId or code was taken by a concurrent request; try again');
+      throw error;
+    }
+  }
+
+  private async allocateEntityTypeId(types: TypesRepository, portals: PortalsRepository): Promise<number> {
+    for (;;) {
+      const candidate = await portals.advanceEntityTypeIdCounter(this.record.id);
+      if (!(await types.isEntityTypeIdUsed(this.record.id, candidate))) return candidate;
+    }
+  }
+
+  private async assertCodeFree(types: TypesRepository, code: string, self: number | null): Promise<void> {
+    const holder = await types.findByCode(this.record.id, code);
+    if (holder && holder.entityTypeId !== self) {
+      throw new ApiError('BITRIX_ERROR', `code "${code}" is already used by the smart process with entityTypeId=${holder.entityTypeId} ("${holder.title}")`, {
+        details: [{ location: 'body.code', message: `already used by entityTypeId=${holder.entityTypeId}`, fix: 'choose another code, or clear it on the other type first' }],
+      });
+    }
+  }
+
+  async updateType(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
+    const portalId = this.record.id;
+    try {
+      return await this.transaction(async (types) => {
+        const current = await types.get(portalId, entityTypeId, { forUpdate: true });
+        if (!current) throw typeNotFound(entityTypeId);
+        assertVersion(current, options);
+        const next: TypeRecord = { ...current };
+        if (patch.title !== undefined) next.title = patch.title;
+        if (patch.code !== undefined) next.code = patch.code;
+        if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
+        if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
+        if (next.code !== null && next.code !== current.code) await this.assertCodeFree(types, next.code, entityTypeId);
+
+        const edges = await types.edgesOf(portalId, entityTypeId);
+        const relations = patch.relations ? checkRelations(patch.relations, next.flags, entityTypeId, await types.entityTypeIds(portalId)) : {};
+        const changedSides = (['parent', 'child'] as const).filter((side) => relations[side] && !sameSide(edges, side, entityTypeId, relations[side]!));
+        const scalarChanged = next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
+        if (!scalarChanged && changedSides.length === 0) return { record: current, relations: relationsOf(current, edges) };
+
+        next.updatedBy = actor.userId;
+        next.updatedTime = nowSeconds();
+        next.version = current.version + 1;
+        await types.update(portalId, next);
+        for (const side of changedSides) await types.replaceEdges(portalId, entityTypeId, side, relations[side]!);
+        return { record: next, relations: relationsOf(next, changedSides.length ? await types.edgesOf(portalId, entityTypeId) : edges) };
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'code was taken by a concurrent request; try again');
+      throw error;
+    }
+  }
+
+  async deleteType(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
+    const portalId = this.record.id;
+    await this.transaction(async (types) => {
+      const current = await types.get(portalId, entityTypeId, { forUpdate: true });
+      if (!current) throw typeNotFound(entityTypeId);
+      assertVersion(current, options);
+      if (current.itemCount > 0) throw new ApiError('BITRIX_ERROR', 'You cannot delete an entity type that has elements');
+      await types.delete(portalId, entityTypeId);
+    });
+  }
+}
+
+function assertVersion(current: TypeRecord, options: WriteOptions): void {
+  if (options.ifMatch !== undefined && options.ifMatch !== current.version) {
+    throw new ApiError('PRECONDITION_FAILED', `The type has changed since version ${options.ifMatch}; it is now at version ${current.version}`, {
+      hint: 'GET the card again, re-apply your change and send it with the new ETag in If-Match.',
+    });
+  }
+}

@@ -1,0 +1,69 @@
+import type { InvalidationBus } from '../access/invalidation.js';
+import { isValidTimeZone } from '../domain/time.js';
+import { ApiError, validationError, type ErrorDetail } from '../errors.js';
+import type { Store } from '../store/database.js';
+import { KeysRepository } from '../store/repositories/keys-repository.js';
+import { PortalsRepository, type PortalRecord } from '../store/repositories/portals-repository.js';
+import { TypesRepository } from '../store/repositories/types-repository.js';
+
+export interface PortalInput {
+  kind?: 'local' | 'bitrix24';
+  name?: string;
+  timeZone?: string;
+}
+
+function timeZoneProblems(timeZone: string | undefined): ErrorDetail[] {
+  if (timeZone === undefined || isValidTimeZone(timeZone)) return [];
+  return [{ location: 'body.timeZone', message: `"${timeZone}" is not an IANA time zone`, fix: 'e.g. UTC, Europe/Moscow, America/New_York' }];
+}
+
+/** Local portals: the operations behind /v1/portals and `smartproc portals`. */
+export class PortalsService {
+  constructor(private readonly store: Store, private readonly bus: InvalidationBus) {}
+
+  private repo() {
+    return new PortalsRepository(this.store.db);
+  }
+
+  list() {
+    return this.repo().list();
+  }
+
+  async get(id: number): Promise<PortalRecord> {
+    const portal = await this.repo().get(id);
+    if (!portal) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
+    return portal;
+  }
+
+  async create(input: PortalInput): Promise<PortalRecord> {
+    const problems = timeZoneProblems(input.timeZone);
+    if (input.kind === 'bitrix24') problems.push({ location: 'body.kind', message: 'bitrix24 portals are not served by this version yet', fix: 'create a local portal' });
+    if (problems.length) throw validationError(problems);
+    return this.repo().create({ kind: 'local', name: input.name?.trim() || 'Local portal', timeZone: input.timeZone ?? 'UTC' });
+  }
+
+  async update(id: number, changes: { name?: string; timeZone?: string }): Promise<PortalRecord> {
+    await this.get(id);
+    const problems = timeZoneProblems(changes.timeZone);
+    if (problems.length) throw validationError(problems);
+    const updated = await this.repo().update(id, { name: changes.name?.trim() || undefined, timeZone: changes.timeZone });
+    await this.bus.publish({ type: 'portal', id });
+    return updated!;
+  }
+
+  /** A portal that still has keys or types is kept unless `force` is given. */
+  async delete(id: number, force: boolean): Promise<void> {
+    await this.store.db.transaction().execute(async (trx) => {
+      const portals = new PortalsRepository(trx);
+      if (!(await portals.get(id))) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
+      if (!force) {
+        const [keys, types] = await Promise.all([new KeysRepository(trx).countForPortal(id), new TypesRepository(trx, this.store.dialect).countForPortal(id)]);
+        if (keys || types) {
+          throw new ApiError('PORTAL_NOT_EMPTY', `Portal ${id} still has ${keys} key(s) and ${types} smart process type(s)`, { hint: 'Delete them first, or send ?force=true to delete the portal with everything in it.' });
+        }
+      }
+      await portals.delete(id);
+    });
+    await this.bus.publish({ type: 'portal', id });
+  }
+}

@@ -1,0 +1,156 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Sqlite from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect, type Generated, type Transaction } from 'kysely';
+
+export interface PortalsTable {
+  id: Generated<number>;
+  kind: string;
+  name: string;
+  domain: string;
+  time_zone: string;
+  last_entity_type_id: number;
+  last_type_id: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface SmartProcessTypesTable {
+  portal_id: number;
+  id: number;
+  entity_type_id: number;
+  title: string;
+  title_lower: string;
+  code: string | null;
+  created_by: number;
+  created_time: number;
+  updated_by: number;
+  updated_time: number;
+  custom_section_id: number | null;
+  flags: number;
+  linked_user_fields: number;
+  item_count: number;
+  version: number;
+}
+
+export interface TypeRelationsTable {
+  portal_id: number;
+  parent_entity_type_id: number;
+  child_entity_type_id: number;
+  is_children_list_enabled: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  kind: string;
+  portal_id: number | null;
+  name: string;
+  key_prefix: string;
+  key_suffix: string;
+  scopes: string;
+  access_mode: string;
+  expires_at: number | null;
+  requests_per_second: number | null;
+  allowed_ips: string;
+  user_id: number | null;
+  created_by_key_id: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface KeySecretsTable {
+  hash: string;
+  key_id: string;
+  expires_at: number | null;
+  created_at: number;
+}
+
+export interface SessionsTable {
+  hash: string;
+  id: string;
+  key_id: string;
+  portal_id: number;
+  user_id: number;
+  token_prefix: string;
+  token_suffix: string;
+  expires_at: number;
+  created_at: number;
+}
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
+export interface Database {
+  portals: PortalsTable;
+  smart_process_types: SmartProcessTypesTable;
+  type_relations: TypeRelationsTable;
+  api_keys: ApiKeysTable;
+  key_secrets: KeySecretsTable;
+  sessions: SessionsTable;
+  settings: SettingsTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+export type Db = Kysely<Database> | Transaction<Database>;
+
+export interface Store {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  /** PostgreSQL only: the schema chosen with `?schema=` (created by the migrations). */
+  schema?: string | null;
+  describe: string;
+  close(): Promise<void>;
+}
+
+// int8 (bigint) columns hold epoch milliseconds: well inside 2^53.
+pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
+
+export interface StoreOptions {
+  databaseUrl: string | null;
+  dataDir: string;
+  /** SQLite only: a file path or ':memory:'; defaults to DATA_DIR/smartproc.db. */
+  sqliteFile?: string;
+}
+
+export function openStore(options: StoreOptions): Store {
+  if (options.databaseUrl && /^postgres(ql)?:\/\//.test(options.databaseUrl)) return openPostgres(options.databaseUrl);
+  if (options.databaseUrl && !options.databaseUrl.startsWith('sqlite:')) {
+    throw new Error(`DATABASE_URL must start with postgres:// or sqlite: (got "${options.databaseUrl.split(':')[0]}:...")`);
+  }
+  const file = options.sqliteFile ?? (options.databaseUrl ? options.databaseUrl.slice('sqlite:'.length) : path.join(options.dataDir, 'smartproc.db'));
+  return openSqlite(file);
+}
+
+function openSqlite(file: string): Store {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const database = new Sqlite(file);
+  database.pragma('journal_mode = WAL');
+  database.pragma('synchronous = NORMAL');
+  database.pragma('foreign_keys = ON');
+  database.pragma('busy_timeout = 5000');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  return { db, dialect: 'sqlite', describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
+}
+
+/**
+ * `?schema=NAME` in DATABASE_URL selects (and creates) a PostgreSQL schema,
+ * so that several smartproc stores can share one database (used by the tests).
+ */
+function openPostgres(databaseUrl: string): Store {
+  const url = new URL(databaseUrl);
+  const schema = url.searchParams.get('schema');
+  url.searchParams.delete('schema');
+  if (schema !== null && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error('schema in DATABASE_URL must be a lower-case identifier');
+  const pool = new pg.Pool({
+    connectionString: url.toString(),
+    max: 10,
+    options: schema ? `-c search_path=${schema}` : undefined,
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const shown = new URL(url.toString());
+  if (shown.password) shown.password = '***';
+  return { db, dialect: 'postgres', schema, describe: `PostgreSQL ${shown.host}${shown.pathname}${schema ? ` schema ${schema}` : ''}`, close: () => db.destroy() };
+}

@@ -1,0 +1,25 @@
+import { Migrator, sql, type Migration } from 'kysely';
+import type { Store } from '../database.js';
+import { initial } from './001-initial.js';
+
+/** Numbered migrations, applied in order on start. Never edit one that has shipped: add the next. */
+function migrations(store: Store): Record<string, Migration> {
+  return {
+    '001-initial': initial(store.dialect),
+  };
+}
+
+export async function migrate(store: Store): Promise<void> {
+  if (store.dialect === 'postgres' && store.schema) {
+    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(store.db);
+  }
+  const migrator = new Migrator({
+    db: store.db,
+    provider: { getMigrations: async () => migrations(store) },
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error');
+    throw new Error(`Migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}

@@ -1,0 +1,154 @@
+import type { AccessMode, KeyRecord } from '../../access/key-model.js';
+import type { KeyKind } from '../../access/tokens.js';
+import type { ApiKeysTable, Db } from '../database.js';
+
+export interface SessionRecord {
+  id: string;
+  keyId: string;
+  portalId: number;
+  userId: number;
+  tokenPrefix: string;
+  tokenSuffix: string;
+  expiresAt: number;
+  createdAt: number;
+}
+
+function toKey(row: ApiKeysTable): KeyRecord {
+  return {
+    id: row.id,
+    kind: row.kind as KeyKind,
+    portalId: row.portal_id,
+    name: row.name,
+    keyPrefix: row.key_prefix,
+    keySuffix: row.key_suffix,
+    scopes: JSON.parse(row.scopes),
+    accessMode: row.access_mode as AccessMode,
+    expiresAt: row.expires_at === null ? null : Number(row.expires_at),
+    requestsPerSecond: row.requests_per_second,
+    allowedIps: JSON.parse(row.allowed_ips),
+    userId: row.user_id,
+    createdByKeyId: row.created_by_key_id,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+function toRow(key: KeyRecord): ApiKeysTable {
+  return {
+    id: key.id,
+    kind: key.kind,
+    portal_id: key.portalId,
+    name: key.name,
+    key_prefix: key.keyPrefix,
+    key_suffix: key.keySuffix,
+    scopes: JSON.stringify(key.scopes),
+    access_mode: key.accessMode,
+    expires_at: key.expiresAt,
+    requests_per_second: key.requestsPerSecond,
+    allowed_ips: JSON.stringify(key.allowedIps),
+    user_id: key.userId,
+    created_by_key_id: key.createdByKeyId,
+    created_at: key.createdAt,
+    updated_at: key.updatedAt,
+  };
+}
+
+export class KeysRepository {
+  constructor(private readonly db: Db) {}
+
+  async insert(key: KeyRecord, secretHash: string): Promise<void> {
+    await this.db.insertInto('api_keys').values(toRow(key)).execute();
+    await this.addSecret(key.id, secretHash, null, key.createdAt);
+  }
+
+  async addSecret(keyId: string, hash: string, expiresAt: number | null, now = Date.now()): Promise<void> {
+    await this.db.insertInto('key_secrets').values({ hash, key_id: keyId, expires_at: expiresAt, created_at: now }).execute();
+  }
+
+  /** Ends every secret of a key except `keep` at `at` (now, or the end of a grace period). */
+  async expireOtherSecrets(keyId: string, keep: string, at: number): Promise<void> {
+    await this.db
+      .updateTable('key_secrets')
+      .set({ expires_at: at })
+      .where('key_id', '=', keyId)
+      .where('hash', '<>', keep)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
+      .execute();
+    await this.db.deleteFrom('key_secrets').where('key_id', '=', keyId).where('expires_at', '<=', Date.now() - 86_400_000).execute();
+  }
+
+  async findBySecretHash(hash: string): Promise<{ key: KeyRecord; secretExpiresAt: number | null } | null> {
+    const row = await this.db
+      .selectFrom('key_secrets')
+      .innerJoin('api_keys', 'api_keys.id', 'key_secrets.key_id')
+      .selectAll('api_keys')
+      .select('key_secrets.expires_at as secret_expires_at')
+      .where('key_secrets.hash', '=', hash)
+      .executeTakeFirst();
+    if (!row) return null;
+    const { secret_expires_at, ...key } = row;
+    return { key: toKey(key), secretExpiresAt: secret_expires_at === null ? null : Number(secret_expires_at) };
+  }
+
+  async get(id: string): Promise<KeyRecord | null> {
+    const row = await this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toKey(row) : null;
+  }
+
+  async list(filter: { portalId?: number; kind?: KeyKind } = {}): Promise<KeyRecord[]> {
+    let query = this.db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id');
+    if (filter.portalId !== undefined) query = query.where('portal_id', '=', filter.portalId);
+    if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
+    return (await query.execute()).map(toKey);
+  }
+
+  async countForPortal(portalId: number): Promise<number> {
+    const row = await this.db.selectFrom('api_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('portal_id', '=', portalId).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  async update(key: KeyRecord): Promise<void> {
+    const { id, ...changes } = toRow(key);
+    await this.db.updateTable('api_keys').set(changes).where('id', '=', id).execute();
+  }
+
+  async delete(id: string): Promise<boolean> {
+    await this.db.deleteFrom('sessions').where('key_id', '=', id).execute();
+    await this.db.deleteFrom('key_secrets').where('key_id', '=', id).execute();
+    const result = await this.db.deleteFrom('api_keys').where('id', '=', id).executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async insertSession(session: SessionRecord, hash: string): Promise<void> {
+    await this.db
+      .insertInto('sessions')
+      .values({
+        hash,
+        id: session.id,
+        key_id: session.keyId,
+        portal_id: session.portalId,
+        user_id: session.userId,
+        token_prefix: session.tokenPrefix,
+        token_suffix: session.tokenSuffix,
+        expires_at: session.expiresAt,
+        created_at: session.createdAt,
+      })
+      .execute();
+    await this.db.deleteFrom('sessions').where('expires_at', '<', session.createdAt - 86_400_000).execute();
+  }
+
+  async findSession(hash: string): Promise<SessionRecord | null> {
+    const row = await this.db.selectFrom('sessions').selectAll().where('hash', '=', hash).executeTakeFirst();
+    if (!row) return null;
+    return {
+      id: row.id,
+      keyId: row.key_id,
+      portalId: row.portal_id,
+      userId: row.user_id,
+      tokenPrefix: row.token_prefix,
+      tokenSuffix: row.token_suffix,
+      expiresAt: Number(row.expires_at),
+      createdAt: Number(row.created_at),
+    };
+  }
+}

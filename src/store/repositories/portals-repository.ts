@@ -1,0 +1,98 @@
+import type { Selectable, Updateable } from 'kysely';
+import type { Db, PortalsTable } from '../database.js';
+
+export interface PortalRecord {
+  id: number;
+  kind: 'local' | 'bitrix24';
+  name: string;
+  domain: string;
+  timeZone: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The counter of automatic entityTypeId values starts here and grows by 2 before use (contract §3.2). */
+export const ENTITY_TYPE_ID_COUNTER_START = 1030;
+
+function toRecord(row: Selectable<PortalsTable>): PortalRecord {
+  return {
+    id: row.id,
+    kind: row.kind as PortalRecord['kind'],
+    name: row.name,
+    domain: row.domain,
+    timeZone: row.time_zone,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+export class PortalsRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(input: { kind: 'local'; name: string; domain?: string; timeZone: string }, now = Date.now()): Promise<PortalRecord> {
+    const placeholder = input.domain ?? `pending-${now}-${Math.random().toString(36).slice(2)}`;
+    const row = await this.db
+      .insertInto('portals')
+      .values({ kind: input.kind, name: input.name, domain: placeholder, time_zone: input.timeZone, last_entity_type_id: ENTITY_TYPE_ID_COUNTER_START, last_type_id: 0, created_at: now, updated_at: now })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    if (input.domain) return toRecord(row);
+    const domain = `local-${row.id}.smartproc.local`;
+    await this.db.updateTable('portals').set({ domain }).where('id', '=', row.id).execute();
+    return toRecord({ ...row, domain });
+  }
+
+  async get(id: number): Promise<PortalRecord | null> {
+    const row = await this.db.selectFrom('portals').selectAll().where('id', '=', id).executeTakeFirst();
+    return row ? toRecord(row) : null;
+  }
+
+  async findByDomain(domain: string): Promise<PortalRecord | null> {
+    const row = await this.db.selectFrom('portals').selectAll().where('domain', '=', domain).executeTakeFirst();
+    return row ? toRecord(row) : null;
+  }
+
+  async list(): Promise<PortalRecord[]> {
+    const rows = await this.db.selectFrom('portals').selectAll().orderBy('id').execute();
+    return rows.map(toRecord);
+  }
+
+  async count(): Promise<number> {
+    const row = await this.db.selectFrom('portals').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  async update(id: number, changes: { name?: string; timeZone?: string }, now = Date.now()): Promise<PortalRecord | null> {
+    const set: Updateable<PortalsTable> = { updated_at: now };
+    if (changes.name !== undefined) set.name = changes.name;
+    if (changes.timeZone !== undefined) set.time_zone = changes.timeZone;
+    await this.db.updateTable('portals').set(set).where('id', '=', id).execute();
+    return this.get(id);
+  }
+
+  async delete(id: number): Promise<void> {
+    await this.db.deleteFrom('type_relations').where('portal_id', '=', id).execute();
+    await this.db.deleteFrom('smart_process_types').where('portal_id', '=', id).execute();
+    await this.db.deleteFrom('sessions').where('portal_id', '=', id).execute();
+    await this.db.deleteFrom('key_secrets').where('key_id', 'in', (eb) => eb.selectFrom('api_keys').select('id').where('portal_id', '=', id)).execute();
+    await this.db.deleteFrom('api_keys').where('portal_id', '=', id).execute();
+    await this.db.deleteFrom('portals').where('id', '=', id).execute();
+  }
+
+  /** Takes the next per-portal type `id` (starts at 1, never reused). */
+  async nextTypeId(portalId: number): Promise<number> {
+    const row = await this.db.updateTable('portals').set((eb) => ({ last_type_id: eb('last_type_id', '+', 1) })).where('id', '=', portalId).returning('last_type_id').executeTakeFirstOrThrow();
+    return row.last_type_id;
+  }
+
+  /** Advances the automatic entityTypeId counter by 2 and returns the value (callers skip values in use). */
+  async advanceEntityTypeIdCounter(portalId: number): Promise<number> {
+    const row = await this.db
+      .updateTable('portals')
+      .set((eb) => ({ last_entity_type_id: eb('last_entity_type_id', '+', 2) }))
+      .where('id', '=', portalId)
+      .returning('last_entity_type_id')
+      .executeTakeFirstOrThrow();
+    return row.last_entity_type_id;
+  }
+}

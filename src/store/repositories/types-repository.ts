@@ -1,0 +1,182 @@
+import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
+import type { Edge, TypeRecord } from '../../domain/smart-process-type.js';
+import type { Condition, ListQuery } from '../../domain/list-query.js';
+import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
+import type { Database, Db, SmartProcessTypesTable } from '../database.js';
+
+type TypesEb = ExpressionBuilder<Database, 'smart_process_types'>;
+type Row = Pick<SmartProcessTypesTable, keyof SmartProcessTypesTable>;
+
+const COLUMN: Record<string, keyof SmartProcessTypesTable> = {
+  id: 'id',
+  entityTypeId: 'entity_type_id',
+  title: 'title',
+  code: 'code',
+  createdBy: 'created_by',
+  createdTime: 'created_time',
+  updatedBy: 'updated_by',
+  updatedTime: 'updated_time',
+  customSectionId: 'custom_section_id',
+};
+
+function toRecord(row: Row): TypeRecord {
+  return {
+    id: row.id,
+    entityTypeId: row.entity_type_id,
+    title: row.title,
+    code: row.code,
+    createdBy: row.created_by,
+    createdTime: Number(row.created_time),
+    updatedBy: row.updated_by,
+    updatedTime: Number(row.updated_time),
+    customSectionId: row.custom_section_id,
+    flags: row.flags,
+    linkedUserFields: row.linked_user_fields,
+    itemCount: row.item_count,
+    version: row.version,
+  };
+}
+
+function toRow(portalId: number, r: TypeRecord): SmartProcessTypesTable {
+  return {
+    portal_id: portalId,
+    id: r.id,
+    entity_type_id: r.entityTypeId,
+    title: r.title,
+    title_lower: r.title.toLowerCase(),
+    code: r.code,
+    created_by: r.createdBy,
+    created_time: r.createdTime,
+    updated_by: r.updatedBy,
+    updated_time: r.updatedTime,
+    custom_section_id: r.customSectionId,
+    flags: r.flags,
+    linked_user_fields: r.linkedUserFields,
+    item_count: r.itemCount,
+    version: r.version,
+  };
+}
+
+function flagExpression(name: FlagName) {
+  return sql<number>`(${sql.ref('flags')} & ${sql.lit(FLAG_BIT[name])})`;
+}
+
+function conditionExpression(eb: TypesEb, c: Condition): Expression<SqlBool> {
+  const name = c.field.name;
+  if (c.field.type === 'boolean') {
+    const wanted = (Array.isArray(c.value) ? c.value : [c.value]) as boolean[];
+    const matches = (v: boolean) => (name === 'isInitialized' ? sql<SqlBool>`${sql.lit(v ? 1 : 0)} = 1` : sql<SqlBool>`${flagExpression(name as FlagName)} ${sql.raw(v ? '<>' : '=')} 0`);
+    if (c.op === 'in') return wanted.length ? eb.or(wanted.map(matches)) : sql<SqlBool>`1 = 0`;
+    return matches(c.op === 'ne' ? !wanted[0] : wanted[0]);
+  }
+  const column = COLUMN[name];
+  if (c.op === 'contains') return sql<SqlBool>`${name === 'title' ? sql.ref('title_lower') : sql`lower(${sql.ref(column)})`} like ${'%' + escapeLike(String(c.value).toLowerCase()) + '%'} escape '\\'`;
+  if (c.value === null) return c.op === 'eq' ? eb(column, 'is', null) : eb(column, 'is not', null);
+  if (c.op === 'in') {
+    const values = (c.value as (string | number | null)[]).filter((v) => v !== null);
+    const hasNull = (c.value as unknown[]).includes(null);
+    const parts: Expression<SqlBool>[] = [];
+    if (values.length) parts.push(eb(column, 'in', values as never[]));
+    if (hasNull) parts.push(eb(column, 'is', null));
+    return parts.length ? eb.or(parts) : sql<SqlBool>`1 = 0`;
+  }
+  const operator = { eq: '=', ne: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' }[c.op] as '=';
+  const comparison = eb(column, operator, c.value as never);
+  return c.op === 'ne' && c.field.isNullable ? eb.or([comparison, eb(column, 'is', null)]) : comparison;
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+}
+
+export class TypesRepository {
+  constructor(private readonly db: Db, private readonly dialect: 'sqlite' | 'postgres') {}
+
+  async get(portalId: number, entityTypeId: number, options: { forUpdate?: boolean } = {}): Promise<TypeRecord | null> {
+    let query = this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId);
+    if (options.forUpdate && this.dialect === 'postgres') query = query.forUpdate();
+    const row = await query.executeTakeFirst();
+    return row ? toRecord(row) : null;
+  }
+
+  async entityTypeIds(portalId: number): Promise<Set<number>> {
+    const rows = await this.db.selectFrom('smart_process_types').select('entity_type_id').where('portal_id', '=', portalId).execute();
+    return new Set(rows.map((r) => r.entity_type_id));
+  }
+
+  async isEntityTypeIdUsed(portalId: number, entityTypeId: number): Promise<boolean> {
+    const row = await this.db.selectFrom('smart_process_types').select('id').where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async findByCode(portalId: number, code: string): Promise<TypeRecord | null> {
+    const row = await this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', portalId).where('code', '=', code).executeTakeFirst();
+    return row ? toRecord(row) : null;
+  }
+
+  async edgesOf(portalId: number, entityTypeId: number): Promise<Edge[]> {
+    const rows = await this.db
+      .selectFrom('type_relations')
+      .select(['parent_entity_type_id', 'child_entity_type_id', 'is_children_list_enabled'])
+      .where('portal_id', '=', portalId)
+      .where((eb) => eb.or([eb('parent_entity_type_id', '=', entityTypeId), eb('child_entity_type_id', '=', entityTypeId)]))
+      .execute();
+    return rows.map((r) => ({ parent: r.parent_entity_type_id, child: r.child_entity_type_id, isChildrenListEnabled: r.is_children_list_enabled !== 0 }));
+  }
+
+  async list(portalId: number, query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
+    const filtered = this.db
+      .selectFrom('smart_process_types')
+      .where('portal_id', '=', portalId)
+      .where((eb) => eb.and(query.conditions.map((c) => conditionExpression(eb, c))));
+    let page = filtered.selectAll();
+    for (const key of query.sort) {
+      const expression = key.field in COLUMN ? sql.ref(COLUMN[key.field]) : key.field === 'isInitialized' ? sql.lit(1) : flagExpression(key.field as FlagName);
+      page = page.orderBy(expression, key.direction);
+    }
+    page = page.orderBy('id', 'asc').limit(query.limit).offset(query.offset);
+    const [rows, count] = await Promise.all([page.execute(), filtered.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow()]);
+    return { records: rows.map(toRecord), total: Number(count.total) };
+  }
+
+  async insert(portalId: number, record: TypeRecord): Promise<void> {
+    await this.db.insertInto('smart_process_types').values(toRow(portalId, record)).execute();
+  }
+
+  async update(portalId: number, record: TypeRecord): Promise<void> {
+    const { portal_id: _p, entity_type_id: _e, id: _i, created_by: _cb, created_time: _ct, ...changes } = toRow(portalId, record);
+    await this.db.updateTable('smart_process_types').set(changes).where('portal_id', '=', portalId).where('entity_type_id', '=', record.entityTypeId).execute();
+  }
+
+  async delete(portalId: number, entityTypeId: number): Promise<void> {
+    await this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where((eb) => eb.or([eb('parent_entity_type_id', '=', entityTypeId), eb('child_entity_type_id', '=', entityTypeId)])).execute();
+    await this.db.deleteFrom('smart_process_types').where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId).execute();
+  }
+
+  /** Replaces the edges on one side of a type: its parents (edges X → type) or its children (type → X). */
+  async replaceEdges(portalId: number, entityTypeId: number, side: 'parent' | 'child', entries: { entityTypeId: number; isChildrenListEnabled: boolean }[]): Promise<void> {
+    const ownColumn = side === 'parent' ? 'child_entity_type_id' : 'parent_entity_type_id';
+    await this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where(ownColumn, '=', entityTypeId).execute();
+    if (!entries.length) return;
+    await this.db
+      .insertInto('type_relations')
+      .values(
+        entries.map((e) => ({
+          portal_id: portalId,
+          parent_entity_type_id: side === 'parent' ? e.entityTypeId : entityTypeId,
+          child_entity_type_id: side === 'parent' ? entityTypeId : e.entityTypeId,
+          is_children_list_enabled: e.isChildrenListEnabled ? 1 : 0,
+        })),
+      )
+      .execute();
+  }
+
+  async setItemCount(portalId: number, entityTypeId: number, count: number): Promise<void> {
+    await this.db.updateTable('smart_process_types').set({ item_count: count }).where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId).execute();
+  }
+
+  async countForPortal(portalId: number): Promise<number> {
+    const row = await this.db.selectFrom('smart_process_types').select((eb) => eb.fn.countAll<number>().as('n')).where('portal_id', '=', portalId).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}
