@@ -234,14 +234,14 @@ function convertValue(field: FieldSpec, raw: unknown, source: Source, location: 
     case 'integer':
     case 'user': {
       if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
-      if (typeof raw === 'string' && /^-?\d{1,15}$/.test(raw.trim())) return Number(raw.trim());
+      if (source === 'query' && typeof raw === 'string' && /^-?\d{1,15}$/.test(raw.trim())) return Number(raw.trim());
       problems.add(location, `${field.name} is an integer; got ${JSON.stringify(raw)}`);
       return undefined;
     }
     case 'boolean': {
       if (typeof raw === 'boolean') return raw;
-      if (raw === 'true' || raw === 'Y') return true;
-      if (raw === 'false' || raw === 'N') return false;
+      if (source === 'query' && (raw === 'true' || raw === 'Y')) return true;
+      if (source === 'query' && (raw === 'false' || raw === 'N')) return false;
       problems.add(location, `${field.name} is boolean: use true or false; got ${JSON.stringify(raw)}`);
       return undefined;
     }
