@@ -69,7 +69,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: (req) => requestIdFrom(req.headers['x-request-id'], () => `req_${crypto.randomBytes(9).toString('base64url')}`),
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
-    return503OnClosing: true,
+    return503OnClosing: false,
     clientErrorHandler: (error, socket) => {
       // The HTTP parser refused the request (e.g. raw non-ASCII in the URL): still answer with the envelope.
       const body = JSON.stringify({ success: false, error: { code: 'VALIDATION_ERROR', message: `Malformed HTTP request: ${(error as { code?: string }).code ?? 'bad request'}`, hint: 'Percent-encode the URL and check the headers.', requestId: 'req_unparsed' } });

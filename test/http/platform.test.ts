@@ -50,6 +50,22 @@ describe('platform: envelope, request ids, routes, API document', () => {
     }
   });
 
+  it('a store that cannot be reached is 503 SERVICE_UNAVAILABLE with retryAfter', async () => {
+    const store = t.app.services.store;
+    const original = store.db.selectFrom.bind(store.db);
+    (store.db as unknown as { selectFrom: unknown }).selectFrom = () => {
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    };
+    try {
+      const res = await t.call('GET', '/v1/smart-processes');
+      const error = expectError(res, 503, 'SERVICE_UNAVAILABLE');
+      assert.equal(error.retryAfter, 1);
+      assert.equal(res.headers['retry-after'], '1');
+    } finally {
+      (store.db as unknown as { selectFrom: unknown }).selectFrom = original;
+    }
+  });
+
   it('GET /v1/openapi.json is an OpenAPI 3.1 document of every route, with the error table, without a key', async () => {
     const res = await t.app.inject({ method: 'GET', url: '/v1/openapi.json' });
     assert.equal(res.statusCode, 200);

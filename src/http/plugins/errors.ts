@@ -12,6 +12,13 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'VALIDATION_ERROR',
 };
 
+/** Failures of the store (or Redis) that a retry may cure: 503, not 500. */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', '53300', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL']);
+
+function isUnavailable(error: { code?: unknown; message?: string }): boolean {
+  return (typeof error.code === 'string' && UNAVAILABLE_CODES.has(error.code)) || /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/i.test(error.message ?? '');
+}
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function requestIdFrom(header: string | string[] | undefined, mint: () => string): string {
@@ -83,7 +90,22 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
     return sendError(request, reply, new ApiError('ROUTE_NOT_FOUND', `No route ${request.method} ${path}`, { hint: 'See GET /v1/openapi.json or /docs for the routes.' }));
   });
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new ApiError('SERVICE_UNAVAILABLE', 'The server is shutting down', { retryAfter: 1 });
+    }
+  });
+
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    if (isUnavailable(error)) {
+      request.log.warn({ err: error, requestId: request.id }, 'store unavailable');
+      return sendError(request, reply, new ApiError('SERVICE_UNAVAILABLE', 'The store is unavailable; retry shortly', { retryAfter: 1 }));
+    }
     const apiError = toApiError(error);
     if (apiError) {
       if (apiError.code === 'METHOD_NOT_ALLOWED' && apiError.headers?.allow) reply.header('allow', apiError.headers.allow);
