@@ -16,6 +16,8 @@ export async function migrate(store: Store): Promise<void> {
   const migrator = new Migrator({
     db: store.db,
     provider: { getMigrations: async () => migrations(store) },
+    // With ?schema=, keep Kysely's own tables there too (another installation may use the default schema).
+    ...(store.dialect === 'postgres' && store.schema ? { migrationTableSchema: store.schema } : {}),
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
