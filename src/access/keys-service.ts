@@ -162,9 +162,13 @@ export class KeysService {
     await this.bus.publish({ type: 'key', id });
   }
 
-  /** A new secret, shown once; the old ones stop at once or after the grace period. */
-  async rotate(id: string, gracePeriodSeconds: number, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
+  /**
+   * A new secret, shown once; the old ones stop at once or after the grace period.
+   * The caller receives the secret, so it must hold every management scope of the key.
+   */
+  async rotate(id: string, gracePeriodSeconds: number, actor: Actor = null, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
     const current = await this.get(id);
+    this.assertNoEscalation(actor, current.scopes, 'params.id');
     const secret = newKeySecret(current.kind);
     const hash = hashSecret(secret);
     const display = displayParts(secret, KEY_PREFIX[current.kind]);

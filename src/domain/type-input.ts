@@ -132,7 +132,7 @@ export function parsePatchBody(body: PatchTypeBody | undefined | null, pathEntit
  * the type has after the request. Returns the entries to store (predefined ones
  * removed) or throws 422 BITRIX_ERROR naming every ineligible entry.
  */
-export function checkRelations(change: RelationsChange, flags: number, selfEntityTypeId: number, portalTypes: ReadonlySet<number>): Required<RelationsChange> | { parent?: RelationEntry[]; child?: RelationEntry[] } {
+export function checkRelations(change: RelationsChange, flags: number, selfEntityTypeId: number, portalTypes: ReadonlySet<number>): RelationsChange {
   const problems: ErrorDetail[] = [];
   const result: RelationsChange = {};
   for (const side of ['parent', 'child'] as const) {

@@ -66,7 +66,7 @@ export default async function keyRoutes(app: FastifyInstance) {
     },
   }, async (request) => {
     const grace = (request.body as { gracePeriodSeconds?: number }).gracePeriodSeconds ?? 0;
-    const { key, secret, previousSecretExpiresAt } = await keys.rotate((request.params as { id: string }).id, grace);
+    const { key, secret, previousSecretExpiresAt } = await keys.rotate((request.params as { id: string }).id, grace, principalOf(request).key);
     return { success: true, data: { ...presentKey(key), secret, previousSecretExpiresAt: isoTime(previousSecretExpiresAt)! } };
   });
 }
