@@ -106,6 +106,7 @@ export class KeysService {
       createdAt: now,
       updatedAt: now,
     };
+    if (actor && kind === 'management') this.assertNotWidened(actor, key, 'A management key cannot create one with more rights than its own');
     await this.repo().insert(key, hashSecret(secret));
     return { key, secret };
   }
@@ -136,21 +137,26 @@ export class KeysService {
       updatedAt: now,
     };
     this.assertNoEscalation(actor, next.scopes);
-    if (actor && actor.id === current.id) this.assertNotWidened(current, next);
+    if (actor && actor.id === current.id) this.assertNotWidened(current, next, 'A key cannot widen its own rights');
+    else if (actor && next.kind === 'management') this.assertNotWidened(actor, next, 'A management key cannot give another one more rights than its own');
     await this.repo().update(next);
     await this.bus.publish({ type: 'key', id });
     return next;
   }
 
-  /** A key editing itself may narrow its rights, never widen them. */
-  private assertNotWidened(current: KeyRecord, next: KeyRecord): void {
+  /**
+   * `next` may not have fewer limits than `baseline`: a key editing itself may only
+   * narrow its rights, and a management key cannot make a management key freer than itself.
+   */
+  private assertNotWidened(baseline: KeyRecord, next: KeyRecord, message: string): void {
+    const current = baseline;
     const widened: string[] = [];
     if (current.expiresAt !== null && (next.expiresAt === null || next.expiresAt > current.expiresAt)) widened.push('expiresAt');
     if (current.requestsPerSecond !== null && (next.requestsPerSecond === null || next.requestsPerSecond > current.requestsPerSecond)) widened.push('requestsPerSecond');
     if (current.allowedIps.length && (!next.allowedIps.length || next.allowedIps.some((ip) => !current.allowedIps.includes(ip)))) widened.push('allowedIps');
     if (current.accessMode === 'READONLY' && next.accessMode !== 'READONLY') widened.push('accessMode');
     if (widened.length) {
-      throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `A key cannot widen its own rights: ${widened.join(', ')}`, {
+      throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `${message}: ${widened.join(', ')}`, {
         details: widened.map((f) => ({ location: `body.${f}`, message: 'would give the calling key more than it has' })),
         hint: 'Ask an operator with another management key to change it.',
       });

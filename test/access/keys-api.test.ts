@@ -368,6 +368,27 @@ describe('/v1/keys', () => {
       expectError(await patchSelf({ accessMode: 'READWRITE' }), 403, 'WRITE_BLOCKED_READONLY_KEY');
     });
 
+    it('a limited management key cannot make a management key freer than itself', async () => {
+      const limited = await create({ kind: 'management', scopes: ['vibe:mgmt:keys'], requestsPerSecond: 50, allowedIps: ['10.0.0.0/8'], expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+      const asLimited = (method: 'POST' | 'PATCH', url: string, body: unknown) => as(limited.secret, method, url, body, '10.1.2.3');
+      for (const [body, field] of [
+        [{ kind: 'management', requestsPerSecond: null, allowedIps: ['10.0.0.0/8'], expiresAt: new Date(Date.now() + 1800_000).toISOString() }, 'requestsPerSecond'],
+        [{ kind: 'management', requestsPerSecond: 10, expiresAt: new Date(Date.now() + 1800_000).toISOString() }, 'allowedIps'],
+        [{ kind: 'management', requestsPerSecond: 10, allowedIps: ['10.1.0.0/16'] }, 'expiresAt'],
+      ] as const) {
+        const error = expectError(await asLimited('POST', '/v1/keys', body), 403, 'MANAGEMENT_SCOPE_REQUIRED');
+        assert.ok(error.details?.some((d) => d.location === `body.${field}`), `names body.${field}: ${JSON.stringify(error.details)}`);
+      }
+      const within = await asLimited('POST', '/v1/keys', { kind: 'management', requestsPerSecond: 10, allowedIps: ['10.0.0.0/8'], expiresAt: new Date(Date.now() + 1800_000).toISOString() });
+      assert.equal(within.statusCode, 201, within.body);
+      secrets.push(json(within).data.secret);
+      const other = json(within).data.id;
+      expectError(await asLimited('PATCH', `/v1/keys/${other}`, { requestsPerSecond: null }), 403, 'MANAGEMENT_SCOPE_REQUIRED');
+      const portalKey = await asLimited('POST', '/v1/keys', { kind: 'personal', portalId: t.portal.id, requestsPerSecond: null });
+      assert.equal(portalKey.statusCode, 201, 'portal keys are the operator\'s to shape: management limits do not bind them');
+      secrets.push(json(portalKey).data.secret);
+    });
+
     it('an operator key with the scopes may change another key freely, including requestsPerSecond: null', async () => {
       const res = await as(full.secret, 'PATCH', `/v1/keys/${keysOnly.id}`, { requestsPerSecond: null });
       assert.equal(res.statusCode, 200, res.body);
