@@ -1,0 +1,560 @@
+/**
+ * npm run bench: throughput, latency and memory of smartproc against a bare Fastify
+ * ceiling, in one run. See bench/README.md.
+ *
+ * Env: BENCH_DURATION (s per scenario, default 10), BENCH_WARMUP (s of unmeasured load
+ * before each scenario, default 2), BENCH_CONNECTIONS (default 32), BENCH_REDIS_URL
+ * (default redis://127.0.0.1:6379).
+ *
+ * Exit code: 0 when everything ran (also with MISSes: it is a report), 1 when something
+ * broke (a server did not start, non-2xx or socket errors in a scenario), 2 on the
+ * overall time limit.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CpuMeter, describeProcess, freePort, killAllNow, lifetimePeakMb, ROOT, RssSampler, startServer, stopAll, type CpuFigures, type ServerProcess } from './children.js';
+import { percentile, runLoad, Samples, type LoadResult, type LoadSpec } from './load.js';
+import { parseRedisUrl, redisCommands } from './redis-probe.js';
+
+// ---------------------------------------------------------------- settings
+
+function numberFromEnv(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    console.error(`${name} must be a number ${min}..${max}, got "${raw}"`);
+    process.exit(1);
+  }
+  return value;
+}
+
+const DURATION = numberFromEnv('BENCH_DURATION', 10, 1, 600);
+const WARMUP = numberFromEnv('BENCH_WARMUP', 2, 0, 60);
+const CONNECTIONS = Math.round(numberFromEnv('BENCH_CONNECTIONS', 32, 1, 1024));
+const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
+const TYPE_COUNT = 50;
+/** The "limit so high it never refuses". */
+const HIGH_LIMIT = 1_000_000;
+
+const TARGET = {
+  getCardOfCeiling: 0.5,
+  patchOfCeiling: 0.25,
+  getCardP99Ms: 10,
+  peakRssMb: 200,
+  limitedRatio: 0.9,
+};
+
+/** a/d and r1/r2 take turns in this many slices each. */
+const SLICES = Math.max(1, Math.min(5, Math.floor(DURATION / 2)));
+const SCENARIOS = 7;
+/** Everything together must end within this (watchdog). */
+const BUDGET_MS = (SCENARIOS * (DURATION + WARMUP + 20) + 180) * 1000;
+
+// ---------------------------------------------------------------- bookkeeping
+
+interface Row {
+  id: string;
+  label: string;
+  server: string;
+  /** Average requests per second: completed requests / seconds. */
+  rps: number;
+  /** ms, from every response's own timing. */
+  p50: number;
+  p99: number;
+  acP50: number;
+  acP99: number;
+  total: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statusCodes: Record<string, number>;
+  /** Peak RSS of the server during the row, MB. */
+  rssMb: number;
+  /** Server CPU as % of one core. */
+  serverCpuPct: number;
+  /** Server CPU time per completed request, microseconds. */
+  serverUsPerRequest: number;
+  /** This process (autocannon) as % of one core. */
+  benchCpuPct: number;
+  /** CPU used by other processes, % of the whole machine. */
+  othersPct: number;
+}
+
+const rows: Row[] = [];
+/** Things that broke: any makes the exit code 1. */
+const problems: string[] = [];
+const notes: string[] = [];
+const lifetimeRss: { server: string; mb: number | null }[] = [];
+let tmpDir: string | null = null;
+const loadBefore = os.loadavg();
+let redisSkipReason: string | null = null;
+let keys: Keys | null = null;
+
+function removeTmp(): void {
+  if (tmpDir) {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    tmpDir = null;
+  }
+}
+
+process.on('exit', () => {
+  killAllNow();
+  removeTmp();
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping the servers`);
+    killAllNow();
+    removeTmp();
+    process.exit(130);
+  });
+}
+const watchdog = setTimeout(() => {
+  console.error(`\nbench: still running after ${Math.round(BUDGET_MS / 1000)} s; killing the servers and giving up`);
+  killAllNow();
+  removeTmp();
+  process.exit(2);
+}, BUDGET_MS);
+watchdog.unref();
+
+const log = (message: string) => console.log(`[bench] ${message}`);
+
+// ---------------------------------------------------------------- HTTP setup calls
+
+interface Answer {
+  status: number;
+  json: any;
+  headers: Headers;
+}
+
+async function call(base: string, method: string, route: string, key: string | null, body?: unknown): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (key) headers['x-api-key'] = key;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(base + route, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+  const text = await response.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = text;
+  }
+  return { status: response.status, json, headers: response.headers };
+}
+
+function expectStatus(answer: Answer, status: number, what: string): void {
+  if (answer.status !== status) throw new Error(`${what}: expected HTTP ${status}, got ${answer.status}: ${JSON.stringify(answer.json).slice(0, 600)}`);
+}
+
+// ---------------------------------------------------------------- measuring
+
+type Scenario = Omit<LoadSpec, 'title' | 'connections' | 'durationSec'>;
+
+interface Spec {
+  id: string;
+  label: string;
+  scenario: Scenario;
+}
+
+/** A measured row in the making: its slices add up. */
+class Tally {
+  readonly samples = new Samples();
+  total = 0;
+  durationSec = 0;
+  non2xx = 0;
+  errors = 0;
+  timeouts = 0;
+  statusCodes: Record<string, number> = {};
+  acP50 = 0;
+  acP99 = 0;
+  rssMb = 0;
+  serverCpuMs: number | null = 0;
+  benchCpuMs = 0;
+  othersCpuMs: number | null = 0;
+  machineCpuMs: number | null = 0;
+  wallMs = 0;
+
+  add(result: LoadResult, rssMb: number, cpu: CpuFigures): void {
+    this.total += result.total;
+    this.durationSec += result.durationSec;
+    this.non2xx += result.non2xx;
+    this.errors += result.errors;
+    this.timeouts += result.timeouts;
+    for (const [code, count] of Object.entries(result.statusCodes)) this.statusCodes[code] = (this.statusCodes[code] ?? 0) + count;
+    this.acP50 = Math.max(this.acP50, result.acP50);
+    this.acP99 = Math.max(this.acP99, result.acP99);
+    this.rssMb = Math.max(this.rssMb, rssMb);
+    const sum = (a: number | null, b: number | null) => (a === null || b === null ? null : a + b);
+    this.serverCpuMs = sum(this.serverCpuMs, cpu.serverMs);
+    this.benchCpuMs += cpu.benchMs;
+    this.othersCpuMs = sum(this.othersCpuMs, cpu.othersMs);
+    this.machineCpuMs = sum(this.machineCpuMs, cpu.machineMs);
+    this.wallMs += cpu.wallMs;
+  }
+
+  row(spec: Spec, server: string): Row {
+    const sorted = this.samples.sorted();
+    return {
+      id: spec.id,
+      label: spec.label,
+      server,
+      rps: this.total / this.durationSec,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      acP50: this.acP50,
+      acP99: this.acP99,
+      total: this.total,
+      non2xx: this.non2xx,
+      errors: this.errors,
+      timeouts: this.timeouts,
+      statusCodes: this.statusCodes,
+      rssMb: this.rssMb,
+      serverCpuPct: this.serverCpuMs === null ? Number.NaN : (100 * this.serverCpuMs) / this.wallMs,
+      serverUsPerRequest: this.serverCpuMs === null ? Number.NaN : (1000 * this.serverCpuMs) / this.total,
+      benchCpuPct: (100 * this.benchCpuMs) / this.wallMs,
+      othersPct: this.othersCpuMs === null || !this.machineCpuMs ? Number.NaN : (100 * this.othersCpuMs) / this.machineCpuMs,
+    };
+  }
+}
+
+/**
+ * Measures one or more scenarios on one server. Each gets an unmeasured warm-up, then
+ * DURATION seconds of load. With several scenarios and slices > 1 they take turns
+ * (a, d, a, d, ...) so that both see the same conditions on a busy machine; their
+ * figures add up over the slices. The server's RSS and CPU are measured per slice.
+ */
+async function measure(server: ServerProcess, serverLabel: string, specs: Spec[], slices = 1): Promise<Row[]> {
+  const tallies = specs.map(() => new Tally());
+  for (const spec of specs) {
+    log(`${spec.id}. ${spec.label} [${serverLabel}]: ${WARMUP ? `${WARMUP} s warm-up + ` : ''}${DURATION} s${slices > 1 ? ` in ${slices} slices taking turns with ${specs.filter((s) => s !== spec).map((s) => s.id).join(', ')}` : ''}, ${CONNECTIONS} connections`);
+  }
+  for (const spec of specs) if (WARMUP > 0) await runLoad({ ...spec.scenario, title: `${spec.label} warm-up`, connections: CONNECTIONS, durationSec: WARMUP });
+  for (let slice = 0; slice < slices; slice++) {
+    for (const [i, spec] of specs.entries()) {
+      const rss = new RssSampler(server.pid);
+      const cpu = new CpuMeter(server.pid);
+      rss.start();
+      cpu.start();
+      const result = await runLoad({ ...spec.scenario, title: spec.label, connections: CONNECTIONS, durationSec: DURATION / slices }, tallies[i].samples);
+      tallies[i].add(result, rss.stop().peakMb, cpu.stop());
+      if (!server.alive) throw new Error(`${serverLabel} died during "${spec.label}"\n${server.tail()}`);
+    }
+  }
+  return specs.map((spec, i) => {
+    const row = tallies[i].row(spec, serverLabel);
+    rows.push(row);
+    if (row.non2xx > 0 || row.errors > 0) {
+      problems.push(`${row.id}. ${row.label} [${serverLabel}]: ${row.non2xx} non-2xx, ${row.errors} socket errors (${row.timeouts} timeouts); status codes ${JSON.stringify(row.statusCodes)}`);
+    }
+    log(`   ${row.id}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50, 2)} ms, p99 ${fmt(row.p99, 2)} ms, non-2xx ${row.non2xx}, server CPU ${fmt(row.serverCpuPct, 0)}% (${fmt(row.serverUsPerRequest, 0)} us/req), others ${fmt(row.othersPct, 0)}%, peak RSS ${fmt(row.rssMb, 1)} MB`);
+    return row;
+  });
+}
+
+/** One request before the load: it must succeed, and the rate-limit headers must show whether the limiter is in the path. */
+async function probe(base: string, route: string, key: string, limited: boolean, what: string): Promise<void> {
+  const answer = await call(base, 'GET', route, key);
+  expectStatus(answer, 200, what);
+  const header = answer.headers.get('x-ratelimit-limit');
+  if (limited && header === null) throw new Error(`${what}: expected x-ratelimit-limit (the key has a limit), got none`);
+  if (!limited && header !== null) throw new Error(`${what}: the unlimited key answered with x-ratelimit-limit: ${header}`);
+}
+
+// ---------------------------------------------------------------- smartproc
+
+interface Keys {
+  management: string;
+  portalId: number;
+  unlimited: string;
+  limited: string;
+  limitedId: string;
+  limit: number;
+}
+
+function smartprocEnv(port: number, dataDir: string, redisUrl: string | null): Record<string, string> {
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    // Nothing from the caller's environment may redirect the store or the limiter.
+    DATABASE_URL: '',
+    REDIS_URL: redisUrl ?? '',
+    SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: '',
+    TRUST_PROXY: '',
+  };
+}
+
+async function startSmartproc(name: string, dataDir: string, redisUrl: string | null): Promise<ServerProcess> {
+  const port = await freePort();
+  const server = await startServer({ name, entry: 'dist/src/cli/main.js', args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl), port, readyPath: '/health' });
+  log(`${name} ready at ${server.url} (${describeProcess(server.pid)})`);
+  return server;
+}
+
+async function createKeys(base: string, dataDir: string): Promise<Keys> {
+  const file = path.join(dataDir, 'bootstrap-keys.json');
+  const bootstrap = JSON.parse(fs.readFileSync(file, 'utf8')) as { managementKey: string; personalKey: string; portal: { id: number } };
+  const portalId = bootstrap.portal.id;
+  const personal = (requestsPerSecond: number | null) => ({ kind: 'personal', portalId, scopes: ['crm'], userId: 1, requestsPerSecond, name: `bench ${requestsPerSecond ?? 'unlimited'}` });
+
+  const unlimited = await call(base, 'POST', '/v1/keys', bootstrap.managementKey, personal(null));
+  expectStatus(unlimited, 201, 'POST /v1/keys (unlimited key)');
+
+  let limit = HIGH_LIMIT;
+  let limited = await call(base, 'POST', '/v1/keys', bootstrap.managementKey, personal(limit));
+  if (limited.status === 400) {
+    // The key schema caps requestsPerSecond; take the largest value it allows.
+    const detail = JSON.stringify(limited.json?.error?.details ?? limited.json?.error?.message ?? limited.json);
+    const maximum = Number(/must be <= (\d+)/.exec(detail)?.[1] ?? 100_000);
+    notes.push(`POST /v1/keys refused requestsPerSecond ${HIGH_LIMIT} (400 ${detail.slice(0, 200)}); the "high limit" key uses ${maximum}, the largest the API accepts, still far above the load.`);
+    limit = maximum;
+    limited = await call(base, 'POST', '/v1/keys', bootstrap.managementKey, personal(limit));
+  }
+  expectStatus(limited, 201, `POST /v1/keys (key with ${limit} rps)`);
+  return { management: bootstrap.managementKey, portalId, unlimited: unlimited.json.data.secret, limited: limited.json.data.secret, limitedId: limited.json.data.id, limit };
+}
+
+async function seedTypes(base: string, key: string): Promise<number[]> {
+  const ids: number[] = [];
+  for (let i = 1; i <= TYPE_COUNT; i++) {
+    const created = await call(base, 'POST', '/v1/smart-processes', key, { title: `Bench type ${i}`, isStagesEnabled: i % 2 === 0 });
+    expectStatus(created, 201, `POST /v1/smart-processes #${i}`);
+    ids.push(created.json.data.entityTypeId);
+  }
+  const list = await call(base, 'GET', `/v1/smart-processes?limit=${TYPE_COUNT}`, key);
+  expectStatus(list, 200, 'GET /v1/smart-processes');
+  if (list.json.data.length !== TYPE_COUNT) throw new Error(`expected ${TYPE_COUNT} types in the list, got ${list.json.data.length}`);
+  return ids;
+}
+
+const apiHeaders = (key: string) => ({ 'x-api-key': key });
+
+// ---------------------------------------------------------------- report
+
+function fmt(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : '-';
+}
+
+function table(header: string[], body: string[][], alignLeft: number[] = [0, 1]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (alignLeft.includes(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
+/** Other processes using more than this share of the machine make a row's req/s unreliable. */
+const BUSY_MACHINE_PCT = 10;
+
+function report(): void {
+  const row = (id: string) => rows.find((r) => r.id === id);
+  const ceiling = row('0');
+  const ceilingRps = ceiling?.rps ?? Number.NaN;
+  const cpus = os.cpus();
+  console.log('\n' + '='.repeat(110));
+  console.log(`smartproc benchmark, ${new Date().toISOString()}`);
+  console.log(`node ${process.version}, ${cpus.length} x ${cpus[0]?.model.trim() ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`${CONNECTIONS} connections, ${DURATION} s per row after ${WARMUP} s warm-up; autocannon runs in the bench process on the same machine; a/d and r1/r2 take turns in slices`);
+  console.log('='.repeat(110));
+  console.log(
+    table(
+      ['#', 'scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'x ceiling', 'non-2xx', 'errors', 'srv CPU%', 'srv us/req', 'gen CPU%', 'others%', 'peak RSS MB'],
+      rows.map((r) => [
+        r.id,
+        r.label,
+        r.server,
+        fmt(r.rps, 0),
+        fmt(r.p50, 2),
+        fmt(r.p99, 2),
+        fmt(r.rps / ceilingRps, 3),
+        String(r.non2xx),
+        String(r.errors),
+        fmt(r.serverCpuPct, 0),
+        fmt(r.serverUsPerRequest, 0),
+        fmt(r.benchCpuPct, 0),
+        fmt(r.othersPct, 0) + (r.othersPct > BUSY_MACHINE_PCT ? '*' : ''),
+        fmt(r.rssMb, 1),
+      ]),
+      [0, 1, 2],
+    ),
+  );
+  if (rows.some((r) => r.othersPct > BUSY_MACHINE_PCT)) {
+    console.log(`* other processes used more than ${BUSY_MACHINE_PCT}% of the machine during the row: its req/s and latencies understate the server; "srv us/req" is the steadier figure.`);
+  }
+  if (redisSkipReason) console.log(`\nRedis rows skipped: ${redisSkipReason}`);
+
+  const targets: string[][] = [];
+  const add = (name: string, wanted: string, value: number | null, digits: number, pass: boolean | null, suffix = '') =>
+    targets.push([name, wanted, value === null || !Number.isFinite(value) ? '-' : fmt(value, digits) + suffix, pass === null ? 'n/a' : verdict(pass)]);
+  const a = row('a');
+  const b = row('b');
+  const d = row('d');
+  add('GET card (a) req/s / ceiling', `>= ${TARGET.getCardOfCeiling}`, a ? a.rps / ceilingRps : null, 3, a ? a.rps / ceilingRps >= TARGET.getCardOfCeiling : null);
+  add('PATCH (b) req/s / ceiling', `>= ${TARGET.patchOfCeiling}`, b ? b.rps / ceilingRps : null, 3, b ? b.rps / ceilingRps >= TARGET.patchOfCeiling : null);
+  add('p99 of GET card (a)', `< ${TARGET.getCardP99Ms} ms`, a ? a.p99 : null, 2, a ? a.p99 < TARGET.getCardP99Ms : null, ' ms');
+  for (const { server, mb } of lifetimeRss) add(`peak RSS ${server} (whole life)`, `< ${TARGET.peakRssMb} MB`, mb, 1, mb === null ? null : mb < TARGET.peakRssMb, ' MB');
+  add('limited/unlimited GET card, memory (d/a)', `>= ${TARGET.limitedRatio}`, a && d ? d.rps / a.rps : null, 3, a && d ? d.rps / a.rps >= TARGET.limitedRatio : null);
+  const r1 = row('r1');
+  const r2 = row('r2');
+  if (r1 && r2) {
+    const ratio = r2.rps / r1.rps;
+    targets.push(['limited/unlimited GET card, Redis (r2/r1)', 'reported', fmt(ratio, 3), `info (${ratio >= TARGET.limitedRatio ? 'would pass' : 'would miss'} ${TARGET.limitedRatio})`]);
+  } else {
+    targets.push(['limited/unlimited GET card, Redis (r2/r1)', 'reported', '-', 'skipped']);
+  }
+  // The same two throughput ratios from CPU cost per request, which other load on the machine disturbs much less.
+  const costRatio = (r: Row | undefined) => (r && ceiling ? ceiling.serverUsPerRequest / r.serverUsPerRequest : null);
+  targets.push(['info: GET card (a) by CPU cost: ceiling us/req / a us/req', `(${TARGET.getCardOfCeiling})`, fmt(costRatio(a) ?? Number.NaN, 3), 'info']);
+  targets.push(['info: PATCH (b) by CPU cost: ceiling us/req / b us/req', `(${TARGET.patchOfCeiling})`, fmt(costRatio(b) ?? Number.NaN, 3), 'info']);
+  if (a && d) targets.push(['info: limited/unlimited by CPU cost (a us/req / d us/req)', `(${TARGET.limitedRatio})`, fmt(a.serverUsPerRequest / d.serverUsPerRequest, 3), 'info']);
+  console.log('\nTargets');
+  console.log(table(['target', 'wanted', 'measured', 'verdict'], targets, [0, 1, 3]));
+
+  if (keys) notes.push(`high-limit key: requestsPerSecond ${keys.limit}; before rows d and r2 a request showed x-ratelimit-* headers (the limiter is in the path), the unlimited key's did not.`);
+  notes.push(`p50/p99: every response's own time (0.01 ms resolution). autocannon's whole-ms p50/p99 (worst slice): ${rows.map((r) => `${r.id} ${r.acP50}/${r.acP99}`).join(', ')}.`);
+  notes.push('srv CPU%: server process CPU (user+sys) as % of one core; srv us/req: that CPU time per completed request; gen CPU%: the bench process (autocannon); others%: everything else, % of all cores.');
+  notes.push('peak RSS per row: the kernel high-water mark (VmHWM, reset before the row) and 100 ms VmRSS samples of the server process; the RSS target uses VmHWM over the server\'s whole life (start, seeding, every row).');
+  console.log('\nNotes');
+  for (const note of notes) console.log(`- ${note}`);
+  if (problems.length) {
+    console.log('\nPROBLEMS (exit code 1)');
+    for (const problem of problems) console.log(`- ${problem}`);
+  }
+  console.log('');
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  // smartproc runs as `npm start` runs it: the compiled build.
+  const build = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
+
+  // 0. the ceiling
+  {
+    const port = await freePort();
+    const baseline = await startServer({ name: 'baseline (bare Fastify)', entry: 'bench/baseline-server.ts', env: { PORT: String(port) }, port, readyPath: '/' });
+    log(`baseline ready at ${baseline.url} (${describeProcess(baseline.pid)})`);
+    try {
+      await measure(baseline, 'bare Fastify', [{ id: '0', label: 'ceiling: GET / fixed JSON', scenario: { url: `${baseline.url}/` } }]);
+      const mb = lifetimePeakMb(baseline.pid);
+      notes.push(`reference: the bare Fastify child (run through tsx; smartproc runs compiled) peaked at ${mb === null ? '?' : fmt(mb, 1)} MB RSS over its life.`);
+    } finally {
+      await baseline.stop();
+    }
+  }
+
+  // 1. smartproc, SQLite, in-memory limiter
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-bench-'));
+  const dataDir = tmpDir;
+  let cardId = 0;
+  {
+    const server = await startSmartproc('smartproc (SQLite, memory limiter)', dataDir, null);
+    const label = 'SQLite+memory';
+    try {
+      keys = await createKeys(server.url, dataDir);
+      const ids = await seedTypes(server.url, keys.unlimited);
+      cardId = ids[0];
+      const patchId = ids[ids.length - 1];
+      log(`seeded ${ids.length} types (${ids[0]}..${ids[ids.length - 1]}); GET card uses ${cardId}, PATCH uses ${patchId}`);
+
+      const card = `${server.url}/v1/smart-processes/${cardId}`;
+      await probe(server.url, `/v1/smart-processes/${cardId}`, keys.unlimited, false, 'GET card, unlimited key');
+      await probe(server.url, `/v1/smart-processes/${cardId}`, keys.limited, true, 'GET card, high-limit key');
+      await measure(server, label, [
+        { id: 'a', label: `GET card /v1/smart-processes/${cardId}, unlimited key`, scenario: { url: card, headers: apiHeaders(keys.unlimited) } },
+        { id: 'd', label: `GET card, key limited to ${keys.limit} rps`, scenario: { url: card, headers: apiHeaders(keys.limited) } },
+      ], SLICES);
+
+      const before = await call(server.url, 'GET', `/v1/smart-processes/${patchId}`, keys.unlimited);
+      expectStatus(before, 200, 'GET the PATCH target');
+      const patchHeaders = { ...apiHeaders(keys.unlimited), 'content-type': 'application/json' };
+      const bodyA = { title: 'Bench A', isStagesEnabled: true };
+      const bodyB = { title: 'Bench B', isStagesEnabled: false };
+      expectStatus(await call(server.url, 'PATCH', `/v1/smart-processes/${patchId}`, keys.unlimited, bodyA), 200, 'PATCH probe');
+      const [patch] = await measure(server, label, [{
+        id: 'b',
+        label: `PATCH /v1/smart-processes/${patchId}, A/B alternating`,
+        scenario: {
+          url: `${server.url}/v1/smart-processes/${patchId}`,
+          requests: [
+            { method: 'PATCH', headers: patchHeaders, body: JSON.stringify(bodyA) },
+            { method: 'PATCH', headers: patchHeaders, body: JSON.stringify(bodyB) },
+          ],
+        },
+      }]);
+      const after = await call(server.url, 'GET', `/v1/smart-processes/${patchId}`, keys.unlimited);
+      expectStatus(after, 200, 'GET the PATCH target');
+      const version = (answer: Answer) => Number(answer.headers.get('etag')?.replace(/\D/g, ''));
+      notes.push(`PATCH (b): the type went from version ${version(before)} to ${version(after)} over ${patch.total} measured requests (+ warm-up); a PATCH that repeats the current values changes nothing and keeps the version.`);
+
+      await probe(server.url, `/v1/smart-processes?limit=${TYPE_COUNT}`, keys.unlimited, false, 'GET list');
+      await measure(server, label, [{ id: 'c', label: `GET list /v1/smart-processes?limit=${TYPE_COUNT}`, scenario: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}`, headers: apiHeaders(keys.unlimited) } }]);
+      lifetimeRss.push({ server: 'smartproc SQLite+memory', mb: lifetimePeakMb(server.pid) });
+    } finally {
+      await server.stop();
+    }
+  }
+
+  // 2. the same store, a second process with the Redis limiter
+  const target = parseRedisUrl(REDIS_URL);
+  if ('problem' in target) redisSkipReason = `${REDIS_URL}: ${target.problem}`;
+  else {
+    try {
+      const [pong] = await redisCommands(target, [['PING']], 1_500);
+      if (pong !== '+PONG') redisSkipReason = `${REDIS_URL} answered PING with ${pong}`;
+    } catch (error) {
+      redisSkipReason = `${REDIS_URL} is not reachable (${(error as Error).message || String(error)})`;
+    }
+  }
+  if (redisSkipReason) log(`Redis rows skipped: ${redisSkipReason}`);
+  else if (keys && !('problem' in target)) {
+    const label = 'SQLite+Redis';
+    let server: ServerProcess | null = null;
+    try {
+      server = await startSmartproc('smartproc (SQLite, Redis limiter)', dataDir, REDIS_URL);
+      const card = `${server.url}/v1/smart-processes/${cardId}`;
+      await probe(server.url, `/v1/smart-processes/${cardId}`, keys.unlimited, false, 'GET card, unlimited key (Redis server)');
+      await probe(server.url, `/v1/smart-processes/${cardId}`, keys.limited, true, 'GET card, high-limit key (Redis server)');
+      const [pttl] = await redisCommands(target, [['PTTL', `smartproc:rl:${keys.limit}:${keys.limitedId}`]]);
+      notes.push(
+        pttl.startsWith(':') && Number(pttl.slice(1)) >= 0
+          ? `Redis limiter in use: right after a request, Redis held the window of the high-limit key (PTTL ${pttl.slice(1)} ms).`
+          : `Redis did not hold the window of the high-limit key after a request (PTTL ${pttl}); the server may have fallen back to its in-memory insurance limiter.`,
+      );
+      await measure(server, label, [
+        { id: 'r1', label: `GET card /v1/smart-processes/${cardId}, unlimited key`, scenario: { url: card, headers: apiHeaders(keys.unlimited) } },
+        { id: 'r2', label: `GET card, key limited to ${keys.limit} rps`, scenario: { url: card, headers: apiHeaders(keys.limited) } },
+      ], SLICES);
+      lifetimeRss.push({ server: 'smartproc SQLite+Redis', mb: lifetimePeakMb(server.pid) });
+    } catch (error) {
+      // The memory rows are in; report them and say what broke here.
+      problems.push(`Redis server: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      await server?.stop();
+    }
+  }
+
+  report();
+  log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+  return problems.length ? 1 : 0;
+}
+
+main()
+  .then(async (code) => {
+    await stopAll();
+    removeTmp();
+    process.exit(code);
+  })
+  .catch(async (error: unknown) => {
+    problems.push(`bench failed: ${error instanceof Error ? error.message : String(error)}`);
+    if (rows.length) report();
+    else console.error(`\nbench failed: ${error instanceof Error ? error.message : String(error)}`);
+    await stopAll();
+    removeTmp();
+    process.exit(1);
+  });
