@@ -66,7 +66,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
-    genReqId: (req) => requestIdFrom(req.headers['x-request-id'], () => `req_${crypto.randomBytes(9).toString('base64url')}`),
+    genReqId: (req) => requestIdFrom(req.headers['x-request-id'], () => `req_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`),
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
     return503OnClosing: false,
@@ -83,7 +83,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     access: new AccessService(store, new KeyRateLimiter(redis), bus, options.keyCacheTtlMs),
     keys: new KeysService(store, bus),
     portals: new PortalsService(store, bus),
-    portalRegistry: new PortalRegistry(store),
+    portalRegistry: new PortalRegistry(store, bus),
   };
   app.decorate('services', services);
   app.addHook('onClose', async () => {

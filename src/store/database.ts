@@ -99,6 +99,8 @@ export type Db = Kysely<Database> | Transaction<Database>;
 export interface Store {
   db: Kysely<Database>;
   dialect: Dialect;
+  /** SQLite only: PRAGMA data_version, which changes when another connection commits. */
+  dataVersion?: () => number;
   /** PostgreSQL only: the schema chosen with `?schema=` (created by the migrations). */
   schema?: string | null;
   describe: string;
@@ -131,8 +133,30 @@ function openSqlite(file: string): Store {
   database.pragma('synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
-  return { db, dialect: 'sqlite', describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  const dataVersion = database.prepare('PRAGMA data_version').pluck();
+  return { db, dialect: 'sqlite', dataVersion: () => dataVersion.get() as number, describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
+}
+
+/**
+ * Kysely prepares every query afresh; preparing is a large share of a small query's
+ * cost. Statements are reused by SQL text (Kysely runs one query at a time on its
+ * single SQLite connection, so a statement is never in use twice at once).
+ */
+function withStatementCache(database: Sqlite.Database) {
+  const statements = new Map<string, Sqlite.Statement>();
+  return {
+    close: () => database.close(),
+    prepare(sqlText: string) {
+      let statement = statements.get(sqlText);
+      if (!statement) {
+        statement = database.prepare(sqlText);
+        if (statements.size >= 1000) statements.clear();
+        statements.set(sqlText, statement);
+      }
+      return statement;
+    },
+  };
 }
 
 /**

@@ -76,9 +76,6 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
     }
   });
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-  });
 
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?')[0];
@@ -94,11 +91,11 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (closing) {
-      reply.header('connection', 'close');
-      throw new ApiError('SERVICE_UNAVAILABLE', 'The server is shutting down', { retryAfter: 1 });
-    }
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    if (!closing) return done();
+    reply.header('connection', 'close');
+    done(new ApiError('SERVICE_UNAVAILABLE', 'The server is shutting down', { retryAfter: 1 }));
   });
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {

@@ -6,6 +6,7 @@ import type { Db, Store } from '../../store/database.js';
 import { PortalsRepository, type PortalRecord } from '../../store/repositories/portals-repository.js';
 import { TypesRepository } from '../../store/repositories/types-repository.js';
 import type { Actor, Portal, WriteOptions } from '../portal.js';
+import type { TypeCardCache } from './type-card-cache.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
@@ -22,28 +23,39 @@ function sameSide(stored: Edge[], side: 'parent' | 'child', self: number, wanted
 
 /** An emulated Bitrix24 portal whose CRM data lives in smartproc's own store. */
 export class LocalPortal implements Portal {
-  constructor(readonly record: PortalRecord, private readonly store: Store) {}
+  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cards: TypeCardCache | null = null) {}
 
   private types(db: Db = this.store.db) {
     return new TypesRepository(db, this.store.dialect);
   }
 
-  private transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>): Promise<T> {
-    return this.store.db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+  private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>): Promise<T> {
+    this.cards?.clear();
+    try {
+      return await this.store.db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+    } finally {
+      this.cards?.clear();
+    }
   }
 
   listTypes(query: ListQuery) {
     return this.types().list(this.record.id, query);
   }
 
-  hasType(entityTypeId: number) {
-    return this.types().isEntityTypeIdUsed(this.record.id, entityTypeId);
+  async hasType(entityTypeId: number) {
+    return (await this.getType(entityTypeId)) !== null;
   }
 
   async getType(entityTypeId: number): Promise<TypeCard | null> {
+    const cached = this.cards?.get(this.record.id, entityTypeId);
+    if (cached) return cached;
+    const generation = this.cards?.begin() ?? 0;
     const types = this.types();
     const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
-    return record ? { record, relations: relationsOf(record, edges) } : null;
+    if (!record) return null;
+    const card = { record, relations: relationsOf(record, edges) };
+    this.cards?.set(this.record.id, entityTypeId, card, generation);
+    return card;
   }
 
   async createType(draft: TypeDraft, actor: Actor): Promise<TypeCard> {

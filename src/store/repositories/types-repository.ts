@@ -1,4 +1,4 @@
-import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
+import { sql, type CompiledQuery, type Compilable, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
 import type { Edge, TypeRecord } from '../../domain/smart-process-type.js';
 import type { Condition, ListQuery } from '../../domain/list-query.js';
 import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
@@ -89,14 +89,30 @@ function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (ch) => `\\${ch}`);
 }
 
+/** The hot queries are built and compiled once per dialect, then run with fresh parameters. */
+const compiled = new Map<string, CompiledQuery>();
+
 export class TypesRepository {
   constructor(private readonly db: Db, private readonly dialect: 'sqlite' | 'postgres') {}
 
+  private async run<R>(name: string, build: () => Compilable, parameters: unknown[]): Promise<R[]> {
+    const key = `${this.dialect}:${name}`;
+    let query = compiled.get(key);
+    if (!query) {
+      query = build().compile();
+      compiled.set(key, query);
+    }
+    const result = await this.db.executeQuery<R>({ ...query, parameters });
+    return result.rows;
+  }
+
   async get(portalId: number, entityTypeId: number, options: { forUpdate?: boolean } = {}): Promise<TypeRecord | null> {
-    let query = this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId);
-    if (options.forUpdate && this.dialect === 'postgres') query = query.forUpdate();
-    const row = await query.executeTakeFirst();
-    return row ? toRecord(row) : null;
+    const forUpdate = Boolean(options.forUpdate && this.dialect === 'postgres');
+    const rows = await this.run<Row>(forUpdate ? 'get-for-update' : 'get', () => {
+      const query = this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', 0).where('entity_type_id', '=', 0);
+      return forUpdate ? query.forUpdate() : query;
+    }, [portalId, entityTypeId]);
+    return rows.length ? toRecord(rows[0]) : null;
   }
 
   async entityTypeIds(portalId: number): Promise<Set<number>> {
@@ -105,8 +121,8 @@ export class TypesRepository {
   }
 
   async isEntityTypeIdUsed(portalId: number, entityTypeId: number): Promise<boolean> {
-    const row = await this.db.selectFrom('smart_process_types').select('id').where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId).executeTakeFirst();
-    return row !== undefined;
+    const rows = await this.run('is-used', () => this.db.selectFrom('smart_process_types').select('id').where('portal_id', '=', 0).where('entity_type_id', '=', 0), [portalId, entityTypeId]);
+    return rows.length > 0;
   }
 
   async findByCode(portalId: number, code: string): Promise<TypeRecord | null> {
@@ -115,12 +131,16 @@ export class TypesRepository {
   }
 
   async edgesOf(portalId: number, entityTypeId: number): Promise<Edge[]> {
-    const rows = await this.db
-      .selectFrom('type_relations')
-      .select(['parent_entity_type_id', 'child_entity_type_id', 'is_children_list_enabled'])
-      .where('portal_id', '=', portalId)
-      .where((eb) => eb.or([eb('parent_entity_type_id', '=', entityTypeId), eb('child_entity_type_id', '=', entityTypeId)]))
-      .execute();
+    const rows = await this.run<{ parent_entity_type_id: number; child_entity_type_id: number; is_children_list_enabled: number }>(
+      'edges-of',
+      () =>
+        this.db
+          .selectFrom('type_relations')
+          .select(['parent_entity_type_id', 'child_entity_type_id', 'is_children_list_enabled'])
+          .where('portal_id', '=', 0)
+          .where((eb) => eb.or([eb('parent_entity_type_id', '=', 0), eb('child_entity_type_id', '=', 0)])),
+      [portalId, entityTypeId, entityTypeId],
+    );
     return rows.map((r) => ({ parent: r.parent_entity_type_id, child: r.child_entity_type_id, isChildrenListEnabled: r.is_children_list_enabled !== 0 }));
   }
 
@@ -145,7 +165,12 @@ export class TypesRepository {
 
   async update(portalId: number, record: TypeRecord): Promise<void> {
     const { portal_id: _p, entity_type_id: _e, id: _i, created_by: _cb, created_time: _ct, ...changes } = toRow(portalId, record);
-    await this.db.updateTable('smart_process_types').set(changes).where('portal_id', '=', portalId).where('entity_type_id', '=', record.entityTypeId).execute();
+    const columns = Object.keys(changes) as (keyof typeof changes)[];
+    await this.run('update', () => this.db.updateTable('smart_process_types').set(changes).where('portal_id', '=', portalId).where('entity_type_id', '=', record.entityTypeId), [
+      ...columns.map((c) => changes[c]),
+      portalId,
+      record.entityTypeId,
+    ]);
   }
 
   async delete(portalId: number, entityTypeId: number): Promise<void> {
