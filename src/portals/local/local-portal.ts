@@ -29,13 +29,21 @@ export class LocalPortal implements Portal {
     return new TypesRepository(db, this.store.dialect);
   }
 
-  private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>): Promise<T> {
+  /**
+   * One write, in one transaction. Cached cards are dropped before and after it; `keep`
+   * may name the one card the write produced, cached in the same tick as the last drop.
+   */
+  private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
     this.cards?.clear();
+    let result: T;
     try {
-      return await this.store.db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+      result = await this.store.db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
     } finally {
       this.cards?.clear();
     }
+    const card = keep?.(result);
+    if (card) this.cards?.set(this.record.id, card.record.entityTypeId, card, this.cards.current());
+    return result;
   }
 
   listTypes(query: ListQuery) {
@@ -47,9 +55,8 @@ export class LocalPortal implements Portal {
   }
 
   async getType(entityTypeId: number): Promise<TypeCard | null> {
-    const cached = this.cards?.get(this.record.id, entityTypeId);
+    const { card: cached, generation } = this.cards?.lookup(this.record.id, entityTypeId) ?? { generation: 0 };
     if (cached) return cached;
-    const generation = this.cards?.begin() ?? 0;
     const types = this.types();
     const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
     if (!record) return null;
@@ -116,6 +123,8 @@ export class LocalPortal implements Portal {
 
   async updateType(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
     const portalId = this.record.id;
+    // Without relations in the request, only this type's card changed: keep it.
+    const keep = patch.relations ? undefined : (card: TypeCard) => card;
     try {
       return await this.transaction(async (types) => {
         const current = await types.get(portalId, entityTypeId, { forUpdate: true });
@@ -140,7 +149,7 @@ export class LocalPortal implements Portal {
         await types.update(portalId, next);
         for (const side of changedSides) await types.replaceEdges(portalId, entityTypeId, side, relations[side]!);
         return { record: next, relations: relationsOf(next, changedSides.length ? await types.edgesOf(portalId, entityTypeId) : edges) };
-      });
+      }, keep);
     } catch (error) {
       if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'code was taken by a concurrent request; try again');
       throw error;

@@ -14,19 +14,19 @@ export class TypeCardCache {
 
   constructor(private readonly externalVersion: () => number, private readonly maxEntries = 10_000) {}
 
-  /** Call before a read; pass the result to `set` after it. */
-  begin(): number {
+  /** The cached card, or the generation to pass to `set` after reading it from the store. */
+  lookup(portalId: number, entityTypeId: number): { card?: TypeCard; generation: number } {
     const version = this.externalVersion();
     if (version !== this.seenExternalVersion) {
       this.seenExternalVersion = version;
       this.clear();
     }
-    return this.generation;
+    return { card: this.cards.get(`${portalId}:${entityTypeId}`), generation: this.generation };
   }
 
-  get(portalId: number, entityTypeId: number): TypeCard | undefined {
-    this.begin();
-    return this.cards.get(`${portalId}:${entityTypeId}`);
+  /** The generation now (after a write's final clear), for keeping the card that write produced. */
+  current(): number {
+    return this.generation;
   }
 
   set(portalId: number, entityTypeId: number, card: TypeCard, generation: number): void {
