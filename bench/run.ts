@@ -290,7 +290,7 @@ function smartprocEnv(port: number, dataDir: string, redisUrl: string | null): R
 
 async function startSmartproc(name: string, dataDir: string, redisUrl: string | null): Promise<ServerProcess> {
   const port = await freePort();
-  const server = await startServer({ name, entry: 'dist/src/cli/main.js', args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl), port, readyPath: '/health' });
+  const server = await startServer({ name, entry: 'dist/src/cli/bin.js', args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl), port, readyPath: '/health' });
   log(`${name} ready at ${server.url} (${describeProcess(server.pid)})`);
   return server;
 }

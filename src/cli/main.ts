@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { Redis } from 'ioredis';
 import { BootstrapError } from '../access/bootstrap.js';

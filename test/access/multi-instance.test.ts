@@ -98,7 +98,7 @@ describe('Several server instances on one store and one Redis', () => {
       SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: '',
     };
     delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'serve'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const instance: Instance = { name, child, base: `http://127.0.0.1:${port}`, output: [], dataDir };
     instances.push(instance);
     child.stdout!.on('data', (chunk) => instance.output.push(String(chunk)));

@@ -29,7 +29,7 @@ describe('the smartproc command', () => {
   });
 
   const cli = async (...args: string[]) => {
-    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { env });
+    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], { env });
     return stdout;
   };
 

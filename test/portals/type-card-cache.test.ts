@@ -8,11 +8,14 @@ import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/store/database.js';
 import { TEST_DIALECT } from '../helpers/test-store.js';
+import { EXTERNAL_CHECK_MS } from '../../src/portals/local/type-card-cache.js';
+
+const pause = () => new Promise((r) => setTimeout(r, EXTERNAL_CHECK_MS + 10));
 
 const run = TEST_DIALECT === 'sqlite' ? {} : { skip: 'the card cache exists only on SQLite (PostgreSQL is shared by instances, so cards are always read from it)' };
 
 describe('cards of local portals cached in memory (SQLite)', run, () => {
-  it('a change committed by another connection (e.g. the CLI) is seen on the next read', async () => {
+  it('a change committed by another connection (e.g. the CLI) is seen within EXTERNAL_CHECK_MS', async () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-cache-')), 'store.db');
     const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: file });
     const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
@@ -26,9 +29,11 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       assert.equal((await get()).data.title, 'Before', 'served again (from the cache)');
 
       other.prepare('UPDATE smart_process_types SET title = ? WHERE entity_type_id = 1050').run('Changed elsewhere');
+      await pause();
       assert.equal((await get()).data.title, 'Changed elsewhere');
 
       other.prepare('DELETE FROM smart_process_types WHERE entity_type_id = 1050').run();
+      await pause();
       assert.equal((await get()).error.code, 'SMART_PROCESS_NOT_FOUND');
     } finally {
       other.close();

@@ -1,25 +1,33 @@
 import type { TypeCard } from '../../domain/smart-process-type.js';
 
 /**
- * Cards of local portals kept in memory, for a store that only this process writes
- * through (SQLite). Every write of this process clears it (before and after the
- * transaction), and `externalVersion` (SQLite's data_version, which moves when
- * another connection commits, e.g. the CLI) clears it too, so a read never returns
- * what the store no longer holds. A read that overlapped a write is not kept.
+ * Cards of local portals kept in memory, for a SQLite store. Every write of this
+ * process clears it (before and after the transaction), so this process never reads
+ * its own writes stale. A write by another process on the same file (the CLI) is
+ * noticed through SQLite's data_version, read at most every EXTERNAL_CHECK_MS (reading
+ * it costs as much as a query): such a change is seen within that time. A read that
+ * overlapped a write is not kept.
  */
+export const EXTERNAL_CHECK_MS = 50;
+
 export class TypeCardCache {
   private readonly cards = new Map<string, TypeCard>();
   private generation = 0;
   private seenExternalVersion: number | null = null;
+  private externalCheckedAt = 0;
 
   constructor(private readonly externalVersion: () => number, private readonly maxEntries = 10_000) {}
 
   /** The cached card, or the generation to pass to `set` after reading it from the store. */
   lookup(portalId: number, entityTypeId: number): { card?: TypeCard; generation: number } {
-    const version = this.externalVersion();
-    if (version !== this.seenExternalVersion) {
-      this.seenExternalVersion = version;
-      this.clear();
+    const now = Date.now();
+    if (now - this.externalCheckedAt >= EXTERNAL_CHECK_MS) {
+      this.externalCheckedAt = now;
+      const version = this.externalVersion();
+      if (version !== this.seenExternalVersion) {
+        this.seenExternalVersion = version;
+        this.clear();
+      }
     }
     return { card: this.cards.get(`${portalId}:${entityTypeId}`), generation: this.generation };
   }
