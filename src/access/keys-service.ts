@@ -196,6 +196,7 @@ export class KeysService {
     if (key.kind !== 'application' || key.portalId === null) {
       throw validationError([{ location: 'body.keyId', message: `sessions are for application keys (vibe_app_); ${key.id} is a ${key.kind} key` }]);
     }
+    if (key.expiresAt !== null && key.expiresAt <= now) throw validationError([{ location: 'body.keyId', message: `key ${key.id} has expired` }]);
     const token = newSessionToken();
     const display = displayParts(token, SESSION_PREFIX);
     const session: SessionRecord = {
