@@ -46,6 +46,14 @@ export function ifMatchOf(request: FastifyRequest): number | undefined {
   return match ? Number(match[1]) : -1;
 }
 
+/** A card read from the card cache is the same object until it changes: its answer is rendered once per time zone. */
+const rendered = new WeakMap<TypeCard, { timeZone: string; body: string }>();
+
 export function sendCard(reply: FastifyReply, card: TypeCard, timeZone: string, status = 200) {
-  return reply.code(status).header('etag', `"${card.record.version}"`).send({ success: true, data: presentCard(card, timeZone) });
+  let answer = rendered.get(card);
+  if (!answer || answer.timeZone !== timeZone) {
+    answer = { timeZone, body: JSON.stringify({ success: true, data: presentCard(card, timeZone) }) };
+    rendered.set(card, answer);
+  }
+  return reply.code(status).header('etag', `"${card.record.version}"`).type('application/json; charset=utf-8').send(answer.body);
 }
