@@ -17,6 +17,7 @@ import path from 'node:path';
 import { CpuMeter, describeProcess, freePort, killAllNow, lifetimePeakMb, ROOT, RssSampler, startServer, stopAll, type CpuFigures, type ServerProcess } from './children.js';
 import { percentile, runLoad, Samples, type LoadResult, type LoadSpec } from './load.js';
 import { parseRedisUrl, redisCommands } from './redis-probe.js';
+import { NODE_FLAGS } from '../src/cli/node-flags.js';
 
 // ---------------------------------------------------------------- settings
 
@@ -290,7 +291,7 @@ function smartprocEnv(port: number, dataDir: string, redisUrl: string | null): R
 
 async function startSmartproc(name: string, dataDir: string, redisUrl: string | null): Promise<ServerProcess> {
   const port = await freePort();
-  const server = await startServer({ name, entry: 'dist/src/cli/bin.js', args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl), port, readyPath: '/health' });
+  const server = await startServer({ name, entry: 'dist/src/cli/bin.js', nodeFlags: NODE_FLAGS, args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl), port, readyPath: '/health' });
   log(`${name} ready at ${server.url} (${describeProcess(server.pid)})`);
   return server;
 }
