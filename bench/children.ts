@@ -79,7 +79,7 @@ export async function stopAll(): Promise<void> {
 
 export interface StartOptions {
   name: string;
-  /** V8 flags for a compiled (.js) entry, as `npm start` gives them. */
+  /** V8 flags, as `npm start` gives them. */
   nodeFlags?: string[];
   /** Script relative to the project root: .js runs with plain node, .ts with `node --import tsx`. */
   entry: string;
@@ -113,7 +113,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startServer(options: StartOptions): Promise<ServerProcess> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   // Compiled JavaScript (what `npm start` runs) starts with plain node; TypeScript through tsx.
-  const loader = options.entry.endsWith('.js') ? [...(options.nodeFlags ?? [])] : ['--import', 'tsx'];
+  const loader = [...(options.nodeFlags ?? []), ...(options.entry.endsWith('.js') ? [] : ['--import', 'tsx'])];
   const proc = spawn(process.execPath, [...loader, options.entry, ...(options.args ?? [])], {
     cwd: ROOT,
     env: { ...process.env, ...options.env },

@@ -438,7 +438,8 @@ async function main(): Promise<number> {
   // 0. the ceiling
   {
     const port = await freePort();
-    const baseline = await startServer({ name: 'baseline (bare Fastify)', entry: 'bench/baseline-server.ts', env: { PORT: String(port) }, port, readyPath: '/' });
+    // The ceiling runs with the same V8 flags as smartproc: they change a small server's speed too.
+    const baseline = await startServer({ name: 'baseline (bare Fastify)', entry: 'bench/baseline-server.ts', nodeFlags: NODE_FLAGS, env: { PORT: String(port) }, port, readyPath: '/' });
     log(`baseline ready at ${baseline.url} (${describeProcess(baseline.pid)})`);
     try {
       await measure(baseline, 'bare Fastify', [{ id: '0', label: 'ceiling: GET / fixed JSON', scenario: { url: `${baseline.url}/` } }]);
