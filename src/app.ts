@@ -48,10 +48,6 @@ export interface AppOptions {
   keyCacheTtlMs?: number;
 }
 
-export interface App extends FastifyInstance {
-  services: Services;
-}
-
 /** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;

@@ -78,7 +78,3 @@ export function validationError(details: ErrorDetail[], message?: string): ApiEr
 export function typeNotFound(entityTypeId: number | string): ApiError {
   return new ApiError('SMART_PROCESS_NOT_FOUND', `Smart process with entityTypeId=${entityTypeId} not found`);
 }
-
-export function errorCodesWithStatus(status: number): ErrorCode[] {
-  return (Object.keys(ERROR_TABLE) as ErrorCode[]).filter((code) => ERROR_TABLE[code].status === status);
-}

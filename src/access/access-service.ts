@@ -77,8 +77,9 @@ export class AccessService {
   }
 
   private resolve(token: string): Promise<ResolvedKey | null> {
-    return this.keys.get(hashSecret(token), async () => {
-      const found = await new KeysRepository(this.store.db).findBySecretHash(hashSecret(token));
+    const hash = hashSecret(token);
+    return this.keys.get(hash, async () => {
+      const found = await new KeysRepository(this.store.db).findBySecretHash(hash);
       if (!found) return null;
       const portal = found.key.portalId === null ? null : await new PortalsRepository(this.store.db).get(found.key.portalId);
       if (found.key.portalId !== null && !portal) return null;
@@ -87,7 +88,8 @@ export class AccessService {
   }
 
   private session(token: string): Promise<SessionRecord | null> {
-    return this.sessions.get(hashSecret(token), () => new KeysRepository(this.store.db).findSession(hashSecret(token)));
+    const hash = hashSecret(token);
+    return this.sessions.get(hash, () => new KeysRepository(this.store.db).findSession(hash));
   }
 
   async check(credentials: Credentials, access: RouteAccess): Promise<Principal> {

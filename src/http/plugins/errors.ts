@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import FindMyWay from 'find-my-way';
-import { ApiError, ERROR_TABLE, validationError, type ErrorCode } from '../../errors.js';
+import { ApiError, validationError, type ErrorCode } from '../../errors.js';
 import { detailsFromAjv } from './validation-errors.js';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -105,7 +105,6 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
     }
     const apiError = toApiError(error);
     if (apiError) {
-      if (apiError.code === 'METHOD_NOT_ALLOWED' && apiError.headers?.allow) reply.header('allow', apiError.headers.allow);
       return sendError(request, reply, apiError);
     }
     request.log.error({ err: error, requestId: request.id }, 'unhandled error');
@@ -113,4 +112,3 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
   });
 });
 
-export { ERROR_TABLE };

@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { MAX_GRACE_SECONDS } from '../../access/keys-service.js';
 import { Nullable } from '../../domain/type-schemas.js';
 
 const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
@@ -53,7 +54,7 @@ export const UpdateKeyBodySchema = Type.Object({
 }, { additionalProperties: false });
 
 export const RotateKeyBodySchema = Type.Object({
-  gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600, default: 0, description: 'how long the old secret keeps working (0 = stops at once)' })),
+  gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 0, description: 'how long the old secret keeps working (0 = stops at once)' })),
 }, { additionalProperties: false });
 
 export const PortalSchema = Type.Object({

@@ -47,11 +47,6 @@ export class PortalsRepository {
     return row ? toRecord(row) : null;
   }
 
-  async findByDomain(domain: string): Promise<PortalRecord | null> {
-    const row = await this.db.selectFrom('portals').selectAll().where('domain', '=', domain).executeTakeFirst();
-    return row ? toRecord(row) : null;
-  }
-
   async list(): Promise<PortalRecord[]> {
     const rows = await this.db.selectFrom('portals').selectAll().orderBy('id').execute();
     return rows.map(toRecord);
