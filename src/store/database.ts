@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, type Generated, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, type CompiledQuery, type Generated, type Transaction } from 'kysely';
+import { WriteBatch } from './write-batch.js';
 
 export interface PortalsTable {
   id: Generated<number>;
@@ -96,11 +97,24 @@ export interface Database {
 export type Dialect = 'sqlite' | 'postgres';
 export type Db = Kysely<Database> | Transaction<Database>;
 
+/**
+ * Runs one compiled statement and gives its rows. Repositories build statements with
+ * Kysely and run them through a Runner: Kysely's own executor (a pool or a
+ * transaction), or, inside a SQLite write batch, the SQLite connection directly.
+ */
+export type Runner = <R>(query: CompiledQuery) => Promise<R[]> | R[];
+
+export function kyselyRunner(db: Db): Runner {
+  return async <R>(query: CompiledQuery) => (await db.executeQuery<R>(query)).rows;
+}
+
 export interface Store {
   db: Kysely<Database>;
   dialect: Dialect;
   /** SQLite only: PRAGMA data_version, which changes when another connection commits. */
   dataVersion?: () => number;
+  /** SQLite only: group commit of writes (see write-batch.ts). */
+  writes?: WriteBatch;
   /** PostgreSQL only: the schema chosen with `?schema=` (created by the migrations). */
   schema?: string | null;
   describe: string;
@@ -133,15 +147,25 @@ function openSqlite(file: string): Store {
   database.pragma('synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
+  const cached = withStatementCache(database);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached }) });
   const dataVersion = database.prepare('PRAGMA data_version').pluck();
-  return { db, dialect: 'sqlite', dataVersion: () => dataVersion.get() as number, describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
+  const writes = new WriteBatch(db, {
+    run<R>(query: { sql: string; parameters: readonly unknown[] }): R[] {
+      const statement = cached.prepare(query.sql);
+      if (statement.reader) return statement.all(...query.parameters) as R[];
+      statement.run(...query.parameters);
+      return [];
+    },
+    inTransaction: () => database.inTransaction,
+  });
+  return { db, dialect: 'sqlite', dataVersion: () => dataVersion.get() as number, writes, describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
 }
 
 /**
  * Kysely prepares every query afresh; preparing is a large share of a small query's
- * cost. Statements are reused by SQL text (Kysely runs one query at a time on its
- * single SQLite connection, so a statement is never in use twice at once).
+ * cost. Statements are reused by SQL text (Kysely and the write batch run one query at
+ * a time on the single SQLite connection, so a statement is never in use twice at once).
  */
 function withStatementCache(database: Sqlite.Database) {
   const statements = new Map<string, Sqlite.Statement>();

@@ -2,7 +2,7 @@ import { ApiError, typeNotFound } from '../../errors.js';
 import type { ListQuery } from '../../domain/list-query.js';
 import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
 import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
-import type { Db, Store } from '../../store/database.js';
+import type { Db, Runner, Store } from '../../store/database.js';
 import { PortalsRepository, type PortalRecord } from '../../store/repositories/portals-repository.js';
 import { TypesRepository } from '../../store/repositories/types-repository.js';
 import type { Actor, Portal, WriteOptions } from '../portal.js';
@@ -25,25 +25,29 @@ function sameSide(stored: Edge[], side: 'parent' | 'child', self: number, wanted
 export class LocalPortal implements Portal {
   constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cards: TypeCardCache | null = null) {}
 
-  private types(db: Db = this.store.db) {
-    return new TypesRepository(db, this.store.dialect);
+  private types(db: Db = this.store.db, runner?: Runner) {
+    return new TypesRepository(db, this.store.dialect, runner);
   }
 
   /**
-   * One write, in one transaction. Cached cards are dropped before and after it; `keep`
-   * may name the one card the write produced, cached in the same tick as the last drop.
+   * One write, in one transaction: on SQLite through the store's write batch (group
+   * commit), on PostgreSQL a transaction of its own. After it, cached cards are
+   * dropped; `keep` may name the one card the write produced, which stays cached.
    */
   private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
-    this.cards?.clear();
-    let result: T;
+    const { db, writes } = this.store;
+    if (!writes) return db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
     try {
-      result = await this.store.db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
-    } finally {
+      return await writes.submit((run) => work(this.types(db, run), new PortalsRepository(db, run)), (result) => {
+        // Runs right after the COMMIT, before any other request.
+        this.cards?.clear();
+        const card = keep?.(result);
+        if (card) this.cards?.set(this.record.id, card.record.entityTypeId, card, this.cards.current());
+      });
+    } catch (error) {
       this.cards?.clear();
+      throw error;
     }
-    const card = keep?.(result);
-    if (card) this.cards?.set(this.record.id, card.record.entityTypeId, card, this.cards.current());
-    return result;
   }
 
   listTypes(query: ListQuery) {

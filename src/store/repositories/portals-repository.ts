@@ -1,5 +1,5 @@
-import type { Selectable, Updateable } from 'kysely';
-import type { Db, PortalsTable } from '../database.js';
+import type { Compilable, Selectable, Updateable } from 'kysely';
+import { kyselyRunner, type Db, type PortalsTable, type Runner } from '../database.js';
 
 export interface PortalRecord {
   id: number;
@@ -26,34 +26,40 @@ function toRecord(row: Selectable<PortalsTable>): PortalRecord {
   };
 }
 
+/** Statements are built with `db` and run through `runner` (Kysely's executor unless a write batch gives another). */
 export class PortalsRepository {
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db, private readonly runner: Runner = kyselyRunner(db)) {}
+
+  private rows<R>(query: Compilable): Promise<R[]> | R[] {
+    return this.runner<R>(query.compile());
+  }
 
   async create(input: { kind: 'local'; name: string; domain?: string; timeZone: string }, now = Date.now()): Promise<PortalRecord> {
     const placeholder = input.domain ?? `pending-${now}-${Math.random().toString(36).slice(2)}`;
-    const row = await this.db
-      .insertInto('portals')
-      .values({ kind: input.kind, name: input.name, domain: placeholder, time_zone: input.timeZone, last_entity_type_id: ENTITY_TYPE_ID_COUNTER_START, last_type_id: 0, created_at: now, updated_at: now })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    const [row] = await this.rows<Selectable<PortalsTable>>(
+      this.db
+        .insertInto('portals')
+        .values({ kind: input.kind, name: input.name, domain: placeholder, time_zone: input.timeZone, last_entity_type_id: ENTITY_TYPE_ID_COUNTER_START, last_type_id: 0, created_at: now, updated_at: now })
+        .returningAll(),
+    );
     if (input.domain) return toRecord(row);
     const domain = `local-${row.id}.smartproc.local`;
-    await this.db.updateTable('portals').set({ domain }).where('id', '=', row.id).execute();
+    await this.rows(this.db.updateTable('portals').set({ domain }).where('id', '=', row.id));
     return toRecord({ ...row, domain });
   }
 
   async get(id: number): Promise<PortalRecord | null> {
-    const row = await this.db.selectFrom('portals').selectAll().where('id', '=', id).executeTakeFirst();
+    const [row] = await this.rows<Selectable<PortalsTable>>(this.db.selectFrom('portals').selectAll().where('id', '=', id));
     return row ? toRecord(row) : null;
   }
 
   async list(): Promise<PortalRecord[]> {
-    const rows = await this.db.selectFrom('portals').selectAll().orderBy('id').execute();
+    const rows = await this.rows<Selectable<PortalsTable>>(this.db.selectFrom('portals').selectAll().orderBy('id'));
     return rows.map(toRecord);
   }
 
   async count(): Promise<number> {
-    const row = await this.db.selectFrom('portals').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const [row] = await this.rows<{ n: number }>(this.db.selectFrom('portals').select((eb) => eb.fn.countAll<number>().as('n')));
     return Number(row.n);
   }
 
@@ -61,33 +67,34 @@ export class PortalsRepository {
     const set: Updateable<PortalsTable> = { updated_at: now };
     if (changes.name !== undefined) set.name = changes.name;
     if (changes.timeZone !== undefined) set.time_zone = changes.timeZone;
-    await this.db.updateTable('portals').set(set).where('id', '=', id).execute();
+    await this.rows(this.db.updateTable('portals').set(set).where('id', '=', id));
     return this.get(id);
   }
 
   async delete(id: number): Promise<void> {
-    await this.db.deleteFrom('type_relations').where('portal_id', '=', id).execute();
-    await this.db.deleteFrom('smart_process_types').where('portal_id', '=', id).execute();
-    await this.db.deleteFrom('sessions').where('portal_id', '=', id).execute();
-    await this.db.deleteFrom('key_secrets').where('key_id', 'in', (eb) => eb.selectFrom('api_keys').select('id').where('portal_id', '=', id)).execute();
-    await this.db.deleteFrom('api_keys').where('portal_id', '=', id).execute();
-    await this.db.deleteFrom('portals').where('id', '=', id).execute();
+    await this.rows(this.db.deleteFrom('type_relations').where('portal_id', '=', id));
+    await this.rows(this.db.deleteFrom('smart_process_types').where('portal_id', '=', id));
+    await this.rows(this.db.deleteFrom('sessions').where('portal_id', '=', id));
+    await this.rows(this.db.deleteFrom('key_secrets').where('key_id', 'in', (eb) => eb.selectFrom('api_keys').select('id').where('portal_id', '=', id)));
+    await this.rows(this.db.deleteFrom('api_keys').where('portal_id', '=', id));
+    await this.rows(this.db.deleteFrom('portals').where('id', '=', id));
   }
 
   /** Takes the next per-portal type `id` (starts at 1, never reused). */
   async nextTypeId(portalId: number): Promise<number> {
-    const row = await this.db.updateTable('portals').set((eb) => ({ last_type_id: eb('last_type_id', '+', 1) })).where('id', '=', portalId).returning('last_type_id').executeTakeFirstOrThrow();
+    const [row] = await this.rows<{ last_type_id: number }>(this.db.updateTable('portals').set((eb) => ({ last_type_id: eb('last_type_id', '+', 1) })).where('id', '=', portalId).returning('last_type_id'));
     return row.last_type_id;
   }
 
   /** Advances the automatic entityTypeId counter by 2 and returns the value (callers skip values in use). */
   async advanceEntityTypeIdCounter(portalId: number): Promise<number> {
-    const row = await this.db
-      .updateTable('portals')
-      .set((eb) => ({ last_entity_type_id: eb('last_entity_type_id', '+', 2) }))
-      .where('id', '=', portalId)
-      .returning('last_entity_type_id')
-      .executeTakeFirstOrThrow();
+    const [row] = await this.rows<{ last_entity_type_id: number }>(
+      this.db
+        .updateTable('portals')
+        .set((eb) => ({ last_entity_type_id: eb('last_entity_type_id', '+', 2) }))
+        .where('id', '=', portalId)
+        .returning('last_entity_type_id'),
+    );
     return row.last_entity_type_id;
   }
 }

@@ -2,7 +2,7 @@ import { sql, type CompiledQuery, type Compilable, type Expression, type Express
 import type { Edge, TypeRecord } from '../../domain/smart-process-type.js';
 import type { Condition, ListQuery } from '../../domain/list-query.js';
 import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
-import type { Database, Db, SmartProcessTypesTable } from '../database.js';
+import { kyselyRunner, type Database, type Db, type Runner, type SmartProcessTypesTable } from '../database.js';
 
 type TypesEb = ExpressionBuilder<Database, 'smart_process_types'>;
 type Row = Pick<SmartProcessTypesTable, keyof SmartProcessTypesTable>;
@@ -92,18 +92,22 @@ function escapeLike(value: string): string {
 /** The hot queries are built and compiled once per dialect, then run with fresh parameters. */
 const compiled = new Map<string, CompiledQuery>();
 
+/** Statements are built with `db` and run through `runner` (Kysely's executor unless a write batch gives another). */
 export class TypesRepository {
-  constructor(private readonly db: Db, private readonly dialect: 'sqlite' | 'postgres') {}
+  constructor(private readonly db: Db, private readonly dialect: 'sqlite' | 'postgres', private readonly runner: Runner = kyselyRunner(db)) {}
 
-  private async run<R>(name: string, build: () => Compilable, parameters: unknown[]): Promise<R[]> {
+  private rows<R>(query: Compilable): Promise<R[]> | R[] {
+    return this.runner<R>(query.compile());
+  }
+
+  private run<R>(name: string, build: () => Compilable, parameters: unknown[]): Promise<R[]> | R[] {
     const key = `${this.dialect}:${name}`;
     let query = compiled.get(key);
     if (!query) {
       query = build().compile();
       compiled.set(key, query);
     }
-    const result = await this.db.executeQuery<R>({ ...query, parameters });
-    return result.rows;
+    return this.runner<R>({ ...query, parameters });
   }
 
   async get(portalId: number, entityTypeId: number, options: { forUpdate?: boolean } = {}): Promise<TypeRecord | null> {
@@ -116,7 +120,7 @@ export class TypesRepository {
   }
 
   async entityTypeIds(portalId: number): Promise<Set<number>> {
-    const rows = await this.db.selectFrom('smart_process_types').select('entity_type_id').where('portal_id', '=', portalId).execute();
+    const rows = await this.rows<{ entity_type_id: number }>(this.db.selectFrom('smart_process_types').select('entity_type_id').where('portal_id', '=', portalId));
     return new Set(rows.map((r) => r.entity_type_id));
   }
 
@@ -126,7 +130,7 @@ export class TypesRepository {
   }
 
   async findByCode(portalId: number, code: string): Promise<TypeRecord | null> {
-    const row = await this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', portalId).where('code', '=', code).executeTakeFirst();
+    const [row] = await this.rows<Row>(this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', portalId).where('code', '=', code));
     return row ? toRecord(row) : null;
   }
 
@@ -155,12 +159,12 @@ export class TypesRepository {
       page = page.orderBy(expression, key.direction);
     }
     page = page.orderBy('id', 'asc').limit(query.limit).offset(query.offset);
-    const [rows, count] = await Promise.all([page.execute(), filtered.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow()]);
+    const [rows, [count]] = await Promise.all([this.rows<Row>(page), this.rows<{ total: number }>(filtered.select((eb) => eb.fn.countAll<number>().as('total')))]);
     return { records: rows.map(toRecord), total: Number(count.total) };
   }
 
   async insert(portalId: number, record: TypeRecord): Promise<void> {
-    await this.db.insertInto('smart_process_types').values(toRow(portalId, record)).execute();
+    await this.rows(this.db.insertInto('smart_process_types').values(toRow(portalId, record)));
   }
 
   async update(portalId: number, record: TypeRecord): Promise<void> {
@@ -174,16 +178,17 @@ export class TypesRepository {
   }
 
   async delete(portalId: number, entityTypeId: number): Promise<void> {
-    await this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where((eb) => eb.or([eb('parent_entity_type_id', '=', entityTypeId), eb('child_entity_type_id', '=', entityTypeId)])).execute();
-    await this.db.deleteFrom('smart_process_types').where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId).execute();
+    await this.rows(this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where((eb) => eb.or([eb('parent_entity_type_id', '=', entityTypeId), eb('child_entity_type_id', '=', entityTypeId)])));
+    await this.rows(this.db.deleteFrom('smart_process_types').where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId));
   }
 
   /** Replaces the edges on one side of a type: its parents (edges X → type) or its children (type → X). */
   async replaceEdges(portalId: number, entityTypeId: number, side: 'parent' | 'child', entries: { entityTypeId: number; isChildrenListEnabled: boolean }[]): Promise<void> {
     const ownColumn = side === 'parent' ? 'child_entity_type_id' : 'parent_entity_type_id';
-    await this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where(ownColumn, '=', entityTypeId).execute();
+    await this.rows(this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where(ownColumn, '=', entityTypeId));
     if (!entries.length) return;
-    await this.db
+    await this.rows(
+      this.db
       .insertInto('type_relations')
       .values(
         entries.map((e) => ({
@@ -192,16 +197,16 @@ export class TypesRepository {
           child_entity_type_id: side === 'parent' ? entityTypeId : e.entityTypeId,
           is_children_list_enabled: e.isChildrenListEnabled ? 1 : 0,
         })),
-      )
-      .execute();
+      ),
+    );
   }
 
   async setItemCount(portalId: number, entityTypeId: number, count: number): Promise<void> {
-    await this.db.updateTable('smart_process_types').set({ item_count: count }).where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId).execute();
+    await this.rows(this.db.updateTable('smart_process_types').set({ item_count: count }).where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId));
   }
 
   async countForPortal(portalId: number): Promise<number> {
-    const row = await this.db.selectFrom('smart_process_types').select((eb) => eb.fn.countAll<number>().as('n')).where('portal_id', '=', portalId).executeTakeFirstOrThrow();
+    const [row] = await this.rows<{ n: number }>(this.db.selectFrom('smart_process_types').select((eb) => eb.fn.countAll<number>().as('n')).where('portal_id', '=', portalId));
     return Number(row.n);
   }
 }

@@ -1,0 +1,124 @@
+import type { Kysely } from 'kysely';
+import type { Database, Runner } from './database.js';
+
+/** What the batch needs of the SQLite connection: run a statement, and whether a transaction is open. */
+export interface SqliteConnection {
+  run<R>(query: { sql: string; parameters: readonly unknown[] }): R[];
+  inTransaction(): boolean;
+}
+
+interface Job {
+  work: (run: Runner) => Promise<unknown>;
+  committed?: (value: unknown) => void;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Writes per transaction at most: a bound on how long one batch holds the connection. */
+export const MAX_BATCH = 64;
+
+const statement = (sql: string) => ({ sql, parameters: [] as unknown[] });
+const BEGIN = statement('begin immediate');
+const COMMIT = statement('commit');
+const ROLLBACK = statement('rollback');
+const SAVEPOINT = statement('savepoint write');
+const RELEASE = statement('release write');
+const ROLLBACK_TO = statement('rollback to write');
+
+/**
+ * Group commit for the SQLite store.
+ *
+ * SQLite has one writer, and on this store the cost of a small write is mostly the
+ * transaction around it (taking the write lock, appending to the WAL, committing).
+ * Writes submitted during one turn of the event loop are therefore run one after the
+ * other in one transaction, each inside its own savepoint:
+ *
+ * - a write that fails is rolled back to its savepoint and gets its own error; the
+ *   others are not affected by it;
+ * - a write's promise settles only after the COMMIT: an answer never reports data
+ *   that is not stored;
+ * - if the COMMIT (or SQLite itself) fails, nothing of the batch is stored and every
+ *   write of the batch gets that error;
+ * - `committed` callbacks run synchronously right after the COMMIT, in submission
+ *   order, before any other request can run (cache upkeep goes there).
+ *
+ * The statements run on the raw connection (no Kysely layers per statement) while the
+ * batch holds Kysely's connection, so Kysely's own queries wait for the batch instead
+ * of running inside its transaction. A write's `work` must use only the `run` it is
+ * given; awaiting a Kysely query inside it would wait for the batch itself.
+ */
+export class WriteBatch {
+  private queue: Job[] = [];
+  private scheduled = false;
+  private flushing = false;
+
+  constructor(private readonly db: Kysely<Database>, private readonly connection: SqliteConnection) {}
+
+  submit<T>(work: (run: Runner) => Promise<T>, committed?: (value: T) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, committed: committed as Job['committed'], resolve: resolve as Job['resolve'], reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flush());
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    this.flushing = true;
+    const jobs = this.queue.splice(0, MAX_BATCH);
+    try {
+      await this.db.connection().execute(() => this.runBatch(jobs));
+    } catch (error) {
+      // The connection could not be had (the store is closing): nothing ran.
+      for (const job of jobs) job.reject(error);
+    } finally {
+      this.flushing = false;
+      if (this.queue.length) this.schedule();
+    }
+  }
+
+  private async runBatch(jobs: Job[]): Promise<void> {
+    const run: Runner = (query) => this.connection.run(query);
+    // A lone write needs no savepoint: its failure rolls back the whole transaction.
+    const alone = jobs.length === 1;
+    const outcomes: Outcome[] = [];
+    try {
+      this.connection.run(BEGIN);
+      for (const job of jobs) {
+        if (!alone) this.connection.run(SAVEPOINT);
+        try {
+          outcomes.push({ ok: true, value: await job.work(run) });
+          if (!alone) this.connection.run(RELEASE);
+        } catch (error) {
+          // SQLite may have ended the transaction itself (a full disk, for one): then the batch is lost.
+          if (alone || !this.connection.inTransaction()) throw error;
+          this.connection.run(ROLLBACK_TO);
+          this.connection.run(RELEASE);
+          outcomes.push({ ok: false, error });
+        }
+      }
+      this.connection.run(COMMIT);
+    } catch (error) {
+      if (this.connection.inTransaction()) this.connection.run(ROLLBACK);
+      // Nothing of the batch is stored; a write that had failed on its own keeps its own error.
+      jobs.forEach((job, i) => job.reject(outcomes[i] && !outcomes[i].ok ? (outcomes[i] as { error: unknown }).error : error));
+      return;
+    }
+    jobs.forEach((job, i) => {
+      const outcome = outcomes[i];
+      if (!outcome.ok) return job.reject(outcome.error);
+      try {
+        job.committed?.(outcome.value);
+      } finally {
+        job.resolve(outcome.value);
+      }
+    });
+  }
+}
