@@ -91,3 +91,31 @@ export function presentCard(card: TypeCard, timeZone: string): TypeCardJson {
   item.linkedUserFields = presentLinkedUserFields(card.record.linkedUserFields);
   return item;
 }
+
+/*
+ * The JSON text of a card and of a list item, written straight from the record: the same
+ * text as JSON.stringify(presentCard(...)) / JSON.stringify(presentListItem(...)) (a test
+ * holds them equal), without building the object in between. Every answer that carries a
+ * type goes through here, so it is the one place where presenting is written for speed.
+ */
+const FLAG_KEYS = FLAG_NAMES.map((name) => ({ key: `,${JSON.stringify(name)}:`, bit: FLAG_BIT[name] }));
+const LINKED_KEYS = LINKED_USER_FIELDS.map((name, i) => ({ key: `${i ? ',' : ''}${JSON.stringify(name)}:`, bit: LINKED_USER_FIELD_BIT[name] }));
+
+function recordFieldsJson(record: TypeRecord, timeZone: string): string {
+  let json =
+    `{"id":${record.id},"entityTypeId":${record.entityTypeId},"title":${JSON.stringify(record.title)},"code":${record.code === null ? 'null' : JSON.stringify(record.code)}` +
+    `,"createdBy":${record.createdBy},"createdTime":"${formatTime(record.createdTime, timeZone)}","updatedBy":${record.updatedBy},"updatedTime":"${formatTime(record.updatedTime, timeZone)}"` +
+    `,"customSectionId":${record.customSectionId === null ? 'null' : record.customSectionId}`;
+  for (const { key, bit } of FLAG_KEYS) json += key + ((record.flags & bit) !== 0 ? 'true' : 'false');
+  return json + ',"isInitialized":true';
+}
+
+export function listItemJson(record: TypeRecord, timeZone: string): string {
+  return recordFieldsJson(record, timeZone) + '}';
+}
+
+export function cardJson(card: TypeCard, timeZone: string): string {
+  let linked = '';
+  for (const { key, bit } of LINKED_KEYS) linked += key + ((card.record.linkedUserFields & bit) !== 0 ? 'true' : 'false');
+  return `${recordFieldsJson(card.record, timeZone)},"relations":${JSON.stringify(card.relations)},"linkedUserFields":{${linked}}}`;
+}

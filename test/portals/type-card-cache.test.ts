@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/store/database.js';
 import { TEST_DIALECT } from '../helpers/test-store.js';
 import { EXTERNAL_CHECK_MS } from '../../src/portals/local/type-card-cache.js';
+import { parseCreateBody, parsePatchBody } from '../../src/domain/type-input.js';
 
 const pause = () => new Promise((r) => setTimeout(r, EXTERNAL_CHECK_MS + 10));
 
@@ -55,6 +56,75 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       assert.deepEqual((await call('GET', '/v1/smart-processes/1060')).json().data.relations.child, []);
       await call('PATCH', '/v1/smart-processes/1062', { relations: { parent: [{ entityTypeId: 1060 }] } });
       assert.deepEqual((await call('GET', '/v1/smart-processes/1060')).json().data.relations.child.map((r: { entityTypeId: number }) => r.entityTypeId), [1062]);
+    } finally {
+      await app.close();
+      await store.close();
+    }
+  });
+
+  it('a write trusts a cached card only if no other connection committed since: a change made elsewhere is never written back over', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-cache-')), 'store.db');
+    const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: file });
+    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
+    const other = new Sqlite(file);
+    try {
+      const portal = await app.services.portals.create({ name: 'Cache' });
+      const { secret } = await app.services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], requestsPerSecond: null }, null);
+      const call = (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) =>
+        app.inject({ method, url, headers: { 'x-api-key': secret, ...(payload ? { 'content-type': 'application/json' } : {}) }, ...(payload ? { payload: JSON.stringify(payload) } : {}) });
+      await call('POST', '/v1/smart-processes', { title: 'Before', entityTypeId: 1070 });
+      await call('PATCH', '/v1/smart-processes/1070', { isStagesEnabled: true }); // its card is now cached by the write
+      // Another connection changes the title without moving the version (as a hand-made SQL edit would).
+      other.prepare('UPDATE smart_process_types SET title = ?, title_lower = ? WHERE entity_type_id = 1070').run('Changed elsewhere', 'changed elsewhere');
+      // At once, well inside EXTERNAL_CHECK_MS: the write checks under the write lock.
+      const patched = (await call('PATCH', '/v1/smart-processes/1070', { isCategoriesEnabled: true })).json();
+      assert.equal(patched.data.title, 'Changed elsewhere');
+      assert.equal(other.prepare('SELECT title FROM smart_process_types WHERE entity_type_id = 1070').pluck().get(), 'Changed elsewhere');
+
+      // Deleted and created again elsewhere: the same entityTypeId at version 1 once more.
+      other.prepare('DELETE FROM smart_process_types WHERE entity_type_id = 1070').run();
+      await call('POST', '/v1/smart-processes', { title: 'Second life', entityTypeId: 1070 });
+      await call('GET', '/v1/smart-processes/1070');
+      other.prepare('UPDATE smart_process_types SET title = ?, title_lower = ?, flags = 0 WHERE entity_type_id = 1070').run('Third life', 'third life');
+      const again = (await call('PATCH', '/v1/smart-processes/1070', { isSourceEnabled: true })).json();
+      assert.equal(again.data.title, 'Third life');
+      assert.equal(again.data.isStagesEnabled, false);
+    } finally {
+      other.close();
+      await app.close();
+      await store.close();
+    }
+  });
+
+  it('in one batch, a write after a relation change of another type sees the new relations of its own card', async () => {
+    const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: ':memory:' });
+    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
+    try {
+      const record = await app.services.portals.create({ name: 'Cache' });
+      const portal = app.services.portalRegistry.for(record);
+      const actor = { userId: 1 };
+      const draft = (title: string, entityTypeId: number) => parseCreateBody({ title, entityTypeId });
+      await portal.createType(draft('X', 1080), actor);
+      await portal.createType(draft('Y', 1082), actor);
+      await portal.updateType(1080, parsePatchBody({ title: 'X cached' }, 1080), actor); // X's card is cached
+
+      const commits: string[] = [];
+      const connection = (store.writes as unknown as { connection: { run: (q: { sql: string }) => unknown } }).connection;
+      const run = connection.run.bind(connection);
+      connection.run = (query) => {
+        if (query.sql === 'commit') commits.push(query.sql);
+        return run(query as never);
+      };
+      const [first, , last] = await Promise.all([
+        portal.updateType(1080, parsePatchBody({ title: 'X one' }, 1080), actor),
+        portal.updateType(1082, parsePatchBody({ relations: { parent: [{ entityTypeId: 1080 }] } }, 1082), actor),
+        portal.updateType(1080, parsePatchBody({ title: 'X two' }, 1080), actor),
+      ]);
+      assert.equal(commits.length, 1, 'the three writes shared one transaction');
+      assert.deepEqual(first.relations.child, []);
+      assert.deepEqual(last.relations.child.map((r) => r.entityTypeId), [1082]);
+      assert.equal(last.record.version, first.record.version + 1);
+      assert.deepEqual((await portal.getType(1080))!.relations.child.map((r) => r.entityTypeId), [1082]);
     } finally {
       await app.close();
       await store.close();

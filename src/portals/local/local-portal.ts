@@ -32,20 +32,33 @@ export class LocalPortal implements Portal {
   /**
    * One write, in one transaction: on SQLite through the store's write batch (group
    * commit), on PostgreSQL a transaction of its own. After it, cached cards are
-   * dropped; `keep` may name the one card the write produced, which stays cached.
+   * dropped; `keep` may name the one card the write produced, which stays cached. A
+   * write without `keep` may change other types' cards (relations are seen from both
+   * ends): it drops the cached cards before it runs, so that later writes of the same
+   * batch do not use them.
    */
   private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
     const { db, writes } = this.store;
     if (!writes) return db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+    const cards = this.cards;
     try {
-      return await writes.submit((run) => work(this.types(db, run), new PortalsRepository(db, run)), (result) => {
-        // Runs right after the COMMIT, before any other request.
-        this.cards?.clear();
-        const card = keep?.(result);
-        if (card) this.cards?.set(this.record.id, card.record.entityTypeId, card, this.cards.current());
-      });
+      return await writes.submit(
+        async (run) => {
+          if (!keep) cards?.clear();
+          const result = await work(this.types(db, run), new PortalsRepository(db, run));
+          const card = keep?.(result);
+          if (card) cards?.noteWritten(this.record.id, card);
+          return result;
+        },
+        (result) => {
+          // Runs right after the COMMIT, before any other request.
+          cards?.clear();
+          const card = keep?.(result);
+          if (card) cards?.set(this.record.id, card.record.entityTypeId, card, cards.current());
+        },
+      );
     } catch (error) {
-      this.cards?.clear();
+      cards?.clear();
       throw error;
     }
   }
@@ -131,8 +144,9 @@ export class LocalPortal implements Portal {
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
     try {
       return await this.transaction(async (types) => {
-        const current = await types.get(portalId, entityTypeId, { forUpdate: true });
-        if (!current) throw typeNotFound(entityTypeId);
+        const stored = await this.storedForWrite(types, entityTypeId);
+        if (!stored) throw typeNotFound(entityTypeId);
+        const { record: current, edges } = stored;
         assertVersion(current, options);
         const next: TypeRecord = { ...current };
         if (patch.title !== undefined) next.title = patch.title;
@@ -141,7 +155,6 @@ export class LocalPortal implements Portal {
         if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
         if (next.code !== null && next.code !== current.code) await this.assertCodeFree(types, next.code, entityTypeId);
 
-        const edges = await types.edgesOf(portalId, entityTypeId);
         const relations = patch.relations ? checkRelations(patch.relations, next.flags, entityTypeId, await types.entityTypeIds(portalId)) : {};
         const changedSides = (['parent', 'child'] as const).filter((side) => relations[side] && !sameSide(edges, side, entityTypeId, relations[side]!));
         const scalarChanged = next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
@@ -160,6 +173,20 @@ export class LocalPortal implements Portal {
     }
   }
 
+  /**
+   * A type and its stored edges as they are now, read inside a write (on PostgreSQL the
+   * row is locked). On SQLite a cached card stands in for reading the row and its edges
+   * when it is provably current: no other connection has committed since it was cached
+   * (checked under the write lock) and the row's version is the card's.
+   */
+  private async storedForWrite(types: TypesRepository, entityTypeId: number): Promise<{ record: TypeRecord; edges: Edge[] } | null> {
+    const portalId = this.record.id;
+    const cached = this.cards?.forWrite(portalId, entityTypeId);
+    if (cached && (await types.versionOf(portalId, entityTypeId)) === cached.record.version) return { record: cached.record, edges: storedEdgesOf(cached) };
+    const record = await types.get(portalId, entityTypeId, { forUpdate: true });
+    return record && { record, edges: await types.edgesOf(portalId, entityTypeId) };
+  }
+
   async deleteType(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
     const portalId = this.record.id;
     await this.transaction(async (types) => {
@@ -170,6 +197,15 @@ export class LocalPortal implements Portal {
       await types.delete(portalId, entityTypeId);
     });
   }
+}
+
+/** The stored edges behind a card's relations (the predefined ones come from flags). */
+function storedEdgesOf(card: TypeCard): Edge[] {
+  const self = card.record.entityTypeId;
+  const edges: Edge[] = [];
+  for (const r of card.relations.parent) if (!r.isPredefined) edges.push({ parent: r.entityTypeId, child: self, isChildrenListEnabled: r.isChildrenListEnabled });
+  for (const r of card.relations.child) if (!r.isPredefined) edges.push({ parent: self, child: r.entityTypeId, isChildrenListEnabled: r.isChildrenListEnabled });
+  return edges;
 }
 
 function assertVersion(current: TypeRecord, options: WriteOptions): void {

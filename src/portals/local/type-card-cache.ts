@@ -12,6 +12,8 @@ export const EXTERNAL_CHECK_MS = 50;
 
 export class TypeCardCache {
   private readonly cards = new Map<string, TypeCard>();
+  /** Cards produced by writes of the transaction now running (not yet committed): seen only by later writes of it. */
+  private readonly written = new Map<string, TypeCard>();
   private generation = 0;
   private seenExternalVersion: number | null = null;
   private externalCheckedAt = 0;
@@ -21,15 +23,33 @@ export class TypeCardCache {
   /** The cached card, or the generation to pass to `set` after reading it from the store. */
   lookup(portalId: number, entityTypeId: number): { card?: TypeCard; generation: number } {
     const now = Date.now();
-    if (now - this.externalCheckedAt >= EXTERNAL_CHECK_MS) {
-      this.externalCheckedAt = now;
-      const version = this.externalVersion();
-      if (version !== this.seenExternalVersion) {
-        this.seenExternalVersion = version;
-        this.clear();
-      }
-    }
+    if (now - this.externalCheckedAt >= EXTERNAL_CHECK_MS) this.checkExternal(now);
     return { card: this.cards.get(`${portalId}:${entityTypeId}`), generation: this.generation };
+  }
+
+  /**
+   * The cached card for a write, which runs holding SQLite's write lock: other connections
+   * are checked now (not at most every EXTERNAL_CHECK_MS). The writer still compares the
+   * row's version before trusting the card.
+   */
+  forWrite(portalId: number, entityTypeId: number): TypeCard | undefined {
+    this.checkExternal(Date.now());
+    const key = `${portalId}:${entityTypeId}`;
+    return this.written.get(key) ?? this.cards.get(key);
+  }
+
+  /** A write produced this card inside the running transaction; later writes of the same transaction may use it. */
+  noteWritten(portalId: number, card: TypeCard): void {
+    this.written.set(`${portalId}:${card.record.entityTypeId}`, card);
+  }
+
+  private checkExternal(now: number): void {
+    this.externalCheckedAt = now;
+    const version = this.externalVersion();
+    if (version !== this.seenExternalVersion) {
+      this.seenExternalVersion = version;
+      this.clear();
+    }
   }
 
   /** The generation now (after a write's final clear), for keeping the card that write produced. */
@@ -46,5 +66,6 @@ export class TypeCardCache {
   clear(): void {
     this.generation++;
     this.cards.clear();
+    this.written.clear();
   }
 }

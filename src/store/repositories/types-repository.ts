@@ -119,6 +119,12 @@ export class TypesRepository {
     return rows.length ? toRecord(rows[0]) : null;
   }
 
+  /** The row's version alone (cheaper than the row): null when there is no such type. */
+  async versionOf(portalId: number, entityTypeId: number): Promise<number | null> {
+    const rows = await this.run<{ version: number }>('version-of', () => this.db.selectFrom('smart_process_types').select('version').where('portal_id', '=', 0).where('entity_type_id', '=', 0), [portalId, entityTypeId]);
+    return rows.length ? rows[0].version : null;
+  }
+
   async entityTypeIds(portalId: number): Promise<Set<number>> {
     const rows = await this.rows<{ entity_type_id: number }>(this.db.selectFrom('smart_process_types').select('entity_type_id').where('portal_id', '=', portalId));
     return new Set(rows.map((r) => r.entity_type_id));
@@ -168,7 +174,8 @@ export class TypesRepository {
   }
 
   async update(portalId: number, record: TypeRecord): Promise<void> {
-    const { portal_id: _p, entity_type_id: _e, id: _i, created_by: _cb, created_time: _ct, ...changes } = toRow(portalId, record);
+    // item_count is not the PATCH's to write (it follows the items).
+    const { portal_id: _p, entity_type_id: _e, id: _i, created_by: _cb, created_time: _ct, item_count: _n, ...changes } = toRow(portalId, record);
     const columns = Object.keys(changes) as (keyof typeof changes)[];
     await this.run('update', () => this.db.updateTable('smart_process_types').set(changes).where('portal_id', '=', portalId).where('entity_type_id', '=', record.entityTypeId), [
       ...columns.map((c) => changes[c]),

@@ -1,7 +1,7 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
-import { presentListItem } from '../../../domain/smart-process-type.js';
+import { listItemJson, presentListItem } from '../../../domain/smart-process-type.js';
 import { TypeListItemSchema } from '../../../domain/type-schemas.js';
 import { errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { portalCall, READ, TAGS } from './shared.js';
@@ -20,19 +20,20 @@ export const ListQueryDoc = Type.Object({
   offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
 });
 
-/** List and search share this: parse (400s), ask the portal, present. */
-export async function listTypes(request: FastifyRequest, raw: unknown, source: Source) {
+/** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
+export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
   const { portal, timeZone } = portalCall(request);
   const query = parseListQuery(raw, source, timeZone);
   const { records, total } = await portal.listTypes(query);
-  const data = records.map((record) => {
+  const items = records.map((record) => {
+    if (!query.select) return listItemJson(record, timeZone);
     const item = presentListItem(record, timeZone) as Record<string, unknown>;
-    if (!query.select) return item;
     const picked: Record<string, unknown> = {};
     for (const name of query.select) picked[name] = item[name];
-    return picked;
+    return JSON.stringify(picked);
   });
-  return { success: true as const, data, meta: { total, limit: query.limit, offset: query.offset, hasMore: query.offset + data.length < total } };
+  const meta = { total, limit: query.limit, offset: query.offset, hasMore: query.offset + records.length < total };
+  return reply.type('application/json; charset=utf-8').send(`{"success":true,"data":[${items.join(',')}],"meta":${JSON.stringify(meta)}}`);
 }
 
 /** Parsed by the domain (every problem in one answer), so Fastify's own validation is off here. */
@@ -48,5 +49,5 @@ export default async function (app: FastifyInstance) {
       querystring: ListQueryDoc,
       response: { 200: listEnvelope(TypeListItemSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, 'VALIDATION_ERROR', 'INVALID_FILTER_OPERATOR']) },
     },
-  }, async (request) => listTypes(request, request.query, 'query'));
+  }, async (request, reply) => listTypes(request, reply, request.query, 'query'));
 }

@@ -25,5 +25,5 @@ export default async function (app: FastifyInstance) {
       body: SearchBodyDoc,
       response: { 200: listEnvelope(TypeListItemSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, ...BODY_ERRORS, 'INVALID_FILTER_OPERATOR']) },
     },
-  }, async (request) => listTypes(request, request.body ?? {}, 'body'));
+  }, async (request, reply) => listTypes(request, reply, request.body ?? {}, 'body'));
 }

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteAccess } from '../../../access/access-service.js';
 import type { TypeCard } from '../../../domain/smart-process-type.js';
-import { presentCard } from '../../../domain/smart-process-type.js';
+import { cardJson } from '../../../domain/smart-process-type.js';
 import { ApiError, validationError } from '../../../errors.js';
 import type { Actor, Portal } from '../../../portals/portal.js';
 import { portalOf, principalOf } from '../../plugins/auth.js';
@@ -52,7 +52,7 @@ const rendered = new WeakMap<TypeCard, { timeZone: string; body: string }>();
 export function sendCard(reply: FastifyReply, card: TypeCard, timeZone: string, status = 200) {
   let answer = rendered.get(card);
   if (!answer || answer.timeZone !== timeZone) {
-    answer = { timeZone, body: JSON.stringify({ success: true, data: presentCard(card, timeZone) }) };
+    answer = { timeZone, body: `{"success":true,"data":${cardJson(card, timeZone)}}` };
     rendered.set(card, answer);
   }
   return reply.code(status).header('etag', `"${card.record.version}"`).type('application/json; charset=utf-8').send(answer.body);
