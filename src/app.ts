@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
@@ -11,7 +10,7 @@ import { KeyRateLimiter } from './access/rate-limiter.js';
 import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
-import errorsPlugin, { requestIdFrom } from './http/plugins/errors.js';
+import errorsPlugin, { newRequestId, requestIdFrom } from './http/plugins/errors.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
@@ -62,7 +61,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
-    genReqId: (req) => requestIdFrom(req.headers['x-request-id'], () => `req_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`),
+    genReqId: (req) => requestIdFrom(req.headers['x-request-id'], newRequestId),
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
     return503OnClosing: false,

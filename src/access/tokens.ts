@@ -37,8 +37,9 @@ export function newId(prefix: string): string {
   return `${prefix}_${randomBase62(16)}`;
 }
 
+/** SHA-256, hex (one-shot crypto.hash: Node >= 20.12). */
 export function hashSecret(secret: string): string {
-  return crypto.createHash('sha256').update(secret).digest('hex');
+  return crypto.hash('sha256', secret, 'hex');
 }
 
 /** The kind a key claims by its prefix, if it is well formed. */

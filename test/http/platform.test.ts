@@ -27,6 +27,16 @@ describe('platform: envelope, request ids, routes, API document', () => {
     assert.match(String(tooLong.headers['x-request-id']), /^req_/);
   });
 
+  it('minted request ids are req_ and 16 random hex digits, none repeated (also past the 512 ids drawn at a time)', async () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 1200; i++) {
+      const id = String((await t.app.inject({ method: 'GET', url: '/v2/none' })).headers['x-request-id']);
+      assert.match(id, /^req_[0-9a-f]{16}$/);
+      ids.add(id);
+    }
+    assert.equal(ids.size, 1200);
+  });
+
   it('an unknown route is 404 ROUTE_NOT_FOUND; a wrong method is 405 with Allow', async () => {
     expectError(await t.app.inject({ method: 'GET', url: '/v2/anything' }), 404, 'ROUTE_NOT_FOUND');
     const res = await t.call('PUT', '/v1/smart-processes/1032', {});

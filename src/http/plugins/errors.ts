@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import FindMyWay from 'find-my-way';
@@ -20,6 +21,19 @@ function isUnavailable(error: { code?: unknown; message?: string }): boolean {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** req_ and 16 random hex digits; the random bytes are drawn 4 KiB at a time (one system call per 512 ids). */
+const randomPool = Buffer.alloc(4096);
+let poolOffset = randomPool.length;
+
+export function newRequestId(): string {
+  if (poolOffset === randomPool.length) {
+    crypto.randomFillSync(randomPool);
+    poolOffset = 0;
+  }
+  poolOffset += 8;
+  return `req_${randomPool.toString('hex', poolOffset - 8, poolOffset)}`;
+}
 
 export function requestIdFrom(header: string | string[] | undefined, mint: () => string): string {
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : mint();

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/type-schemas.js';
 import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, portalCall, READ, sendCard, TAGS } from './shared.js';
+import { entityTypeIdFrom, portalCall, READ, sendStoredCard, TAGS } from './shared.js';
 
 export default async function (app: FastifyInstance) {
   app.get('/:entityTypeId', {
@@ -18,6 +18,6 @@ export default async function (app: FastifyInstance) {
     const { portal, timeZone } = portalCall(request);
     const card = await portal.getType(entityTypeId);
     if (!card) throw typeNotFound(entityTypeId);
-    return sendCard(reply, card, timeZone);
+    return sendStoredCard(reply, card, timeZone);
   });
 }
