@@ -247,13 +247,13 @@ function processCpuMs(pid: number): number | null {
   }
 }
 
-function machineCpuMs(): { busy: number; total: number } | null {
+function machineCpuMs(): { busy: number; total: number; steal: number } | null {
   try {
     const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
     const values = line.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
     const total = values.reduce((a, b) => a + b, 0);
     const idle = values[3] + values[4];
-    return { busy: (total - idle) * TICK_MS, total: total * TICK_MS };
+    return { busy: (total - idle) * TICK_MS, total: total * TICK_MS, steal: values[7] * TICK_MS };
   } catch {
     return null;
   }
@@ -264,8 +264,10 @@ export interface CpuFigures {
   serverMs: number | null;
   /** CPU time of this process (the load generator runs here), ms. */
   benchMs: number;
-  /** CPU time of everything else on the machine, ms. */
+  /** CPU time of everything else on the machine (not steal), ms. */
   othersMs: number | null;
+  /** Time the hypervisor gave this machine's CPUs to someone else (steal in /proc/stat), ms. */
+  stealMs: number | null;
   /** CPU time the whole machine had (all cores), ms. */
   machineMs: number | null;
   wallMs: number;
@@ -295,7 +297,8 @@ export class CpuMeter {
     const benchMs = (bench.user + bench.system) / 1000;
     const busy = machine1 && this.machine0 ? machine1.busy - this.machine0.busy : null;
     const machineMs = machine1 && this.machine0 ? machine1.total - this.machine0.total : null;
-    const othersMs = busy !== null && serverMs !== null ? Math.max(0, busy - serverMs - benchMs) : null;
-    return { serverMs, benchMs, othersMs, machineMs, wallMs: performance.now() - this.wall0 };
+    const stealMs = machine1 && this.machine0 ? machine1.steal - this.machine0.steal : null;
+    const othersMs = busy !== null && serverMs !== null ? Math.max(0, busy - (stealMs ?? 0) - serverMs - benchMs) : null;
+    return { serverMs, benchMs, othersMs, stealMs, machineMs, wallMs: performance.now() - this.wall0 };
   }
 }

@@ -50,7 +50,7 @@ const TARGET = {
 
 /** a/d and r1/r2 take turns in this many slices each. */
 const SLICES = Math.max(1, Math.min(5, Math.floor(DURATION / 2)));
-const SCENARIOS = 7;
+const SCENARIOS = 9;
 /** Everything together must end within this (watchdog). */
 const BUDGET_MS = (SCENARIOS * (DURATION + WARMUP + 20) + 180) * 1000;
 
@@ -58,6 +58,8 @@ const BUDGET_MS = (SCENARIOS * (DURATION + WARMUP + 20) + 180) * 1000;
 
 interface Row {
   id: string;
+  /** The ceiling row this row is compared with (measured in turns with it, or row 0). */
+  ceilingId: string;
   label: string;
   server: string;
   /** Average requests per second: completed requests / seconds. */
@@ -82,6 +84,8 @@ interface Row {
   benchCpuPct: number;
   /** CPU used by other processes, % of the whole machine. */
   othersPct: number;
+  /** CPU time taken by the hypervisor (steal), % of the whole machine. */
+  stealPct: number;
 }
 
 const rows: Row[] = [];
@@ -156,8 +160,12 @@ type Scenario = Omit<LoadSpec, 'title' | 'connections' | 'durationSec'>;
 
 interface Spec {
   id: string;
+  /** The ceiling row this row is compared with; default 0. */
+  ceilingId?: string;
   label: string;
   scenario: Scenario;
+  server: ServerProcess;
+  serverLabel: string;
 }
 
 /** A measured row in the making: its slices add up. */
@@ -175,6 +183,7 @@ class Tally {
   serverCpuMs: number | null = 0;
   benchCpuMs = 0;
   othersCpuMs: number | null = 0;
+  stealCpuMs: number | null = 0;
   machineCpuMs: number | null = 0;
   wallMs = 0;
 
@@ -192,6 +201,7 @@ class Tally {
     this.serverCpuMs = sum(this.serverCpuMs, cpu.serverMs);
     this.benchCpuMs += cpu.benchMs;
     this.othersCpuMs = sum(this.othersCpuMs, cpu.othersMs);
+    this.stealCpuMs = sum(this.stealCpuMs, cpu.stealMs);
     this.machineCpuMs = sum(this.machineCpuMs, cpu.machineMs);
     this.wallMs += cpu.wallMs;
   }
@@ -200,6 +210,7 @@ class Tally {
     const sorted = this.samples.sorted();
     return {
       id: spec.id,
+      ceilingId: spec.ceilingId ?? '0',
       label: spec.label,
       server,
       rps: this.total / this.durationSec,
@@ -217,24 +228,27 @@ class Tally {
       serverUsPerRequest: this.serverCpuMs === null ? Number.NaN : (1000 * this.serverCpuMs) / this.total,
       benchCpuPct: (100 * this.benchCpuMs) / this.wallMs,
       othersPct: this.othersCpuMs === null || !this.machineCpuMs ? Number.NaN : (100 * this.othersCpuMs) / this.machineCpuMs,
+      stealPct: this.stealCpuMs === null || !this.machineCpuMs ? Number.NaN : (100 * this.stealCpuMs) / this.machineCpuMs,
     };
   }
 }
 
 /**
- * Measures one or more scenarios on one server. Each gets an unmeasured warm-up, then
- * DURATION seconds of load. With several scenarios and slices > 1 they take turns
- * (a, d, a, d, ...) so that both see the same conditions on a busy machine; their
- * figures add up over the slices. The server's RSS and CPU are measured per slice.
+ * Measures one or more scenarios (each on its own server). Each gets an unmeasured
+ * warm-up, then DURATION seconds of load. With several scenarios and slices > 1 they
+ * take turns (0a, a, d, 0a, a, d, ...) so that all see the same conditions on a machine
+ * whose speed drifts; their figures add up over the slices. A server's RSS and CPU are
+ * measured per slice.
  */
-async function measure(server: ServerProcess, serverLabel: string, specs: Spec[], slices = 1): Promise<Row[]> {
+async function measure(specs: Spec[], slices = 1): Promise<Row[]> {
   const tallies = specs.map(() => new Tally());
   for (const spec of specs) {
-    log(`${spec.id}. ${spec.label} [${serverLabel}]: ${WARMUP ? `${WARMUP} s warm-up + ` : ''}${DURATION} s${slices > 1 ? ` in ${slices} slices taking turns with ${specs.filter((s) => s !== spec).map((s) => s.id).join(', ')}` : ''}, ${CONNECTIONS} connections`);
+    log(`${spec.id}. ${spec.label} [${spec.serverLabel}]: ${WARMUP ? `${WARMUP} s warm-up + ` : ''}${DURATION} s${slices > 1 ? ` in ${slices} slices taking turns with ${specs.filter((s) => s !== spec).map((s) => s.id).join(', ')}` : ''}, ${CONNECTIONS} connections`);
   }
   for (const spec of specs) if (WARMUP > 0) await runLoad({ ...spec.scenario, title: `${spec.label} warm-up`, connections: CONNECTIONS, durationSec: WARMUP });
   for (let slice = 0; slice < slices; slice++) {
     for (const [i, spec] of specs.entries()) {
+      const { server, serverLabel } = spec;
       const rss = new RssSampler(server.pid);
       const cpu = new CpuMeter(server.pid);
       rss.start();
@@ -245,10 +259,10 @@ async function measure(server: ServerProcess, serverLabel: string, specs: Spec[]
     }
   }
   return specs.map((spec, i) => {
-    const row = tallies[i].row(spec, serverLabel);
+    const row = tallies[i].row(spec, spec.serverLabel);
     rows.push(row);
     if (row.non2xx > 0 || row.errors > 0) {
-      problems.push(`${row.id}. ${row.label} [${serverLabel}]: ${row.non2xx} non-2xx, ${row.errors} socket errors (${row.timeouts} timeouts); status codes ${JSON.stringify(row.statusCodes)}`);
+      problems.push(`${row.id}. ${row.label} [${spec.serverLabel}]: ${row.non2xx} non-2xx, ${row.errors} socket errors (${row.timeouts} timeouts); status codes ${JSON.stringify(row.statusCodes)}`);
     }
     log(`   ${row.id}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50, 2)} ms, p99 ${fmt(row.p99, 2)} ms, non-2xx ${row.non2xx}, server CPU ${fmt(row.serverCpuPct, 0)}% (${fmt(row.serverUsPerRequest, 0)} us/req), others ${fmt(row.othersPct, 0)}%, peak RSS ${fmt(row.rssMb, 1)} MB`);
     return row;
@@ -352,17 +366,18 @@ const BUSY_MACHINE_PCT = 10;
 
 function report(): void {
   const row = (id: string) => rows.find((r) => r.id === id);
-  const ceiling = row('0');
-  const ceilingRps = ceiling?.rps ?? Number.NaN;
+  /** A row's req/s over its ceiling's (the ceiling measured in turns with it, else row 0). */
+  const ceilingOf = (r: Row) => row(r.ceilingId) ?? row('0');
+  const ofCeiling = (r: Row | undefined) => (r ? r.rps / (ceilingOf(r)?.rps ?? Number.NaN) : null);
   const cpus = os.cpus();
   console.log('\n' + '='.repeat(110));
   console.log(`smartproc benchmark, ${new Date().toISOString()}`);
   console.log(`node ${process.version}, ${cpus.length} x ${cpus[0]?.model.trim() ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  console.log(`${CONNECTIONS} connections, ${DURATION} s per row after ${WARMUP} s warm-up; autocannon runs in the bench process on the same machine; a/d and r1/r2 take turns in slices`);
+  console.log(`${CONNECTIONS} connections, ${DURATION} s per row after ${WARMUP} s warm-up; autocannon runs in the bench process on the same machine; 0a/a/d, 0b/b and r1/r2 take turns in slices`);
   console.log('='.repeat(110));
   console.log(
     table(
-      ['#', 'scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'x ceiling', 'non-2xx', 'errors', 'srv CPU%', 'srv us/req', 'gen CPU%', 'others%', 'peak RSS MB'],
+      ['#', 'scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'x ceiling', 'of row', 'non-2xx', 'errors', 'srv CPU%', 'srv us/req', 'gen CPU%', 'others%', 'steal%', 'peak RSS MB'],
       rows.map((r) => [
         r.id,
         r.label,
@@ -370,20 +385,22 @@ function report(): void {
         fmt(r.rps, 0),
         fmt(r.p50, 2),
         fmt(r.p99, 2),
-        fmt(r.rps / ceilingRps, 3),
+        fmt(ofCeiling(r) ?? Number.NaN, 3),
+        r.id.startsWith('0') ? '' : ceilingOf(r)?.id ?? '-',
         String(r.non2xx),
         String(r.errors),
         fmt(r.serverCpuPct, 0),
         fmt(r.serverUsPerRequest, 0),
         fmt(r.benchCpuPct, 0),
         fmt(r.othersPct, 0) + (r.othersPct > BUSY_MACHINE_PCT ? '*' : ''),
+        fmt(r.stealPct, 0) + (r.stealPct > BUSY_MACHINE_PCT ? '*' : ''),
         fmt(r.rssMb, 1),
       ]),
       [0, 1, 2],
     ),
   );
-  if (rows.some((r) => r.othersPct > BUSY_MACHINE_PCT)) {
-    console.log(`* other processes used more than ${BUSY_MACHINE_PCT}% of the machine during the row: its req/s and latencies understate the server; "srv us/req" is the steadier figure.`);
+  if (rows.some((r) => r.othersPct > BUSY_MACHINE_PCT || r.stealPct > BUSY_MACHINE_PCT)) {
+    console.log(`* other processes (others%) or the hypervisor (steal%: CPU time this virtual machine was ready for but did not get) took more than ${BUSY_MACHINE_PCT}% of the machine during the row: its req/s and latencies understate the server; "srv us/req" is the steadier figure.`);
   }
   if (redisSkipReason) console.log(`\nRedis rows skipped: ${redisSkipReason}`);
 
@@ -393,8 +410,10 @@ function report(): void {
   const a = row('a');
   const b = row('b');
   const d = row('d');
-  add('GET card (a) req/s / ceiling', `>= ${TARGET.getCardOfCeiling}`, a ? a.rps / ceilingRps : null, 3, a ? a.rps / ceilingRps >= TARGET.getCardOfCeiling : null);
-  add('PATCH (b) req/s / ceiling', `>= ${TARGET.patchOfCeiling}`, b ? b.rps / ceilingRps : null, 3, b ? b.rps / ceilingRps >= TARGET.patchOfCeiling : null);
+  const aRatio = ofCeiling(a);
+  const bRatio = ofCeiling(b);
+  add(`GET card (a) req/s / ceiling (${a ? ceilingOf(a)?.id : '-'})`, `>= ${TARGET.getCardOfCeiling}`, aRatio, 3, aRatio === null ? null : aRatio >= TARGET.getCardOfCeiling);
+  add(`PATCH (b) req/s / ceiling (${b ? ceilingOf(b)?.id : '-'})`, `>= ${TARGET.patchOfCeiling}`, bRatio, 3, bRatio === null ? null : bRatio >= TARGET.patchOfCeiling);
   add('p99 of GET card (a)', `< ${TARGET.getCardP99Ms} ms`, a ? a.p99 : null, 2, a ? a.p99 < TARGET.getCardP99Ms : null, ' ms');
   for (const { server, mb } of lifetimeRss) add(`peak RSS ${server} (whole life)`, `< ${TARGET.peakRssMb} MB`, mb, 1, mb === null ? null : mb < TARGET.peakRssMb, ' MB');
   add('limited/unlimited GET card, memory (d/a)', `>= ${TARGET.limitedRatio}`, a && d ? d.rps / a.rps : null, 3, a && d ? d.rps / a.rps >= TARGET.limitedRatio : null);
@@ -407,7 +426,7 @@ function report(): void {
     targets.push(['limited/unlimited GET card, Redis (r2/r1)', 'reported', '-', 'skipped']);
   }
   // The same two throughput ratios from CPU cost per request, which other load on the machine disturbs much less.
-  const costRatio = (r: Row | undefined) => (r && ceiling ? ceiling.serverUsPerRequest / r.serverUsPerRequest : null);
+  const costRatio = (r: Row | undefined) => (r && ceilingOf(r) ? ceilingOf(r)!.serverUsPerRequest / r.serverUsPerRequest : null);
   targets.push(['info: GET card (a) by CPU cost: ceiling us/req / a us/req', `(${TARGET.getCardOfCeiling})`, fmt(costRatio(a) ?? Number.NaN, 3), 'info']);
   targets.push(['info: PATCH (b) by CPU cost: ceiling us/req / b us/req', `(${TARGET.patchOfCeiling})`, fmt(costRatio(b) ?? Number.NaN, 3), 'info']);
   if (a && d) targets.push(['info: limited/unlimited by CPU cost (a us/req / d us/req)', `(${TARGET.limitedRatio})`, fmt(a.serverUsPerRequest / d.serverUsPerRequest, 3), 'info']);
@@ -416,7 +435,7 @@ function report(): void {
 
   if (keys) notes.push(`high-limit key: requestsPerSecond ${keys.limit}; before rows d and r2 a request showed x-ratelimit-* headers (the limiter is in the path), the unlimited key's did not.`);
   notes.push(`p50/p99: every response's own time (0.01 ms resolution). autocannon's whole-ms p50/p99 (worst slice): ${rows.map((r) => `${r.id} ${r.acP50}/${r.acP99}`).join(', ')}.`);
-  notes.push('srv CPU%: server process CPU (user+sys) as % of one core; srv us/req: that CPU time per completed request; gen CPU%: the bench process (autocannon); others%: everything else, % of all cores.');
+  notes.push('srv CPU%: server process CPU (user+sys) as % of one core; srv us/req: that CPU time per completed request; gen CPU%: the bench process (autocannon); others%: everything else, % of all cores; steal%: time the hypervisor gave this machine CPUs to other guests, % of all cores.');
   notes.push('peak RSS per row: the kernel high-water mark (VmHWM, reset before the row) and 100 ms VmRSS samples of the server process; the RSS target uses VmHWM over the server\'s whole life (start, seeding, every row).');
   console.log('\nNotes');
   for (const note of notes) console.log(`- ${note}`);
@@ -435,20 +454,15 @@ async function main(): Promise<number> {
   const build = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
 
-  // 0. the ceiling
-  {
-    const port = await freePort();
-    // The ceiling runs with the same V8 flags as smartproc: they change a small server's speed too.
-    const baseline = await startServer({ name: 'baseline (bare Fastify)', entry: 'bench/baseline-server.ts', nodeFlags: NODE_FLAGS, env: { PORT: String(port) }, port, readyPath: '/' });
-    log(`baseline ready at ${baseline.url} (${describeProcess(baseline.pid)})`);
-    try {
-      await measure(baseline, 'bare Fastify', [{ id: '0', label: 'ceiling: GET / fixed JSON', scenario: { url: `${baseline.url}/` } }]);
-      const mb = lifetimePeakMb(baseline.pid);
-      notes.push(`reference: the bare Fastify child (run through tsx; smartproc runs compiled) peaked at ${mb === null ? '?' : fmt(mb, 1)} MB RSS over its life.`);
-    } finally {
-      await baseline.stop();
-    }
-  }
+  // 0. the ceiling: the bare server runs for the whole bench; besides its own row it
+  // takes turns with the target rows (0a with a/d, 0b with b), so that each target
+  // ratio compares figures measured over the same minutes.
+  const ceilingPort = await freePort();
+  // The ceiling runs with the same V8 flags as smartproc: they change a small server's speed too.
+  const baseline = await startServer({ name: 'baseline (bare Fastify)', entry: 'bench/baseline-server.ts', nodeFlags: NODE_FLAGS, env: { PORT: String(ceilingPort) }, port: ceilingPort, readyPath: '/' });
+  log(`baseline ready at ${baseline.url} (${describeProcess(baseline.pid)})`);
+  const ceilingSpec = (id: string): Spec => ({ id, label: 'ceiling: GET / fixed JSON', scenario: { url: `${baseline.url}/` }, server: baseline, serverLabel: 'bare Fastify' });
+  await measure([ceilingSpec('0')]);
 
   // 1. smartproc, SQLite, in-memory limiter
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-bench-'));
@@ -456,7 +470,7 @@ async function main(): Promise<number> {
   let cardId = 0;
   {
     const server = await startSmartproc('smartproc (SQLite, memory limiter)', dataDir, null);
-    const label = 'SQLite+memory';
+    const on = { server, serverLabel: 'SQLite+memory' };
     try {
       keys = await createKeys(server.url, dataDir);
       const ids = await seedTypes(server.url, keys.unlimited);
@@ -467,9 +481,10 @@ async function main(): Promise<number> {
       const card = `${server.url}/v1/smart-processes/${cardId}`;
       await probe(server.url, `/v1/smart-processes/${cardId}`, keys.unlimited, false, 'GET card, unlimited key');
       await probe(server.url, `/v1/smart-processes/${cardId}`, keys.limited, true, 'GET card, high-limit key');
-      await measure(server, label, [
-        { id: 'a', label: `GET card /v1/smart-processes/${cardId}, unlimited key`, scenario: { url: card, headers: apiHeaders(keys.unlimited) } },
-        { id: 'd', label: `GET card, key limited to ${keys.limit} rps`, scenario: { url: card, headers: apiHeaders(keys.limited) } },
+      await measure([
+        ceilingSpec('0a'),
+        { id: 'a', ceilingId: '0a', label: `GET card /v1/smart-processes/${cardId}, unlimited key`, scenario: { url: card, headers: apiHeaders(keys.unlimited) }, ...on },
+        { id: 'd', ceilingId: '0a', label: `GET card, key limited to ${keys.limit} rps`, scenario: { url: card, headers: apiHeaders(keys.limited) }, ...on },
       ], SLICES);
 
       const before = await call(server.url, 'GET', `/v1/smart-processes/${patchId}`, keys.unlimited);
@@ -478,24 +493,29 @@ async function main(): Promise<number> {
       const bodyA = { title: 'Bench A', isStagesEnabled: true };
       const bodyB = { title: 'Bench B', isStagesEnabled: false };
       expectStatus(await call(server.url, 'PATCH', `/v1/smart-processes/${patchId}`, keys.unlimited, bodyA), 200, 'PATCH probe');
-      const [patch] = await measure(server, label, [{
-        id: 'b',
-        label: `PATCH /v1/smart-processes/${patchId}, A/B alternating`,
-        scenario: {
-          url: `${server.url}/v1/smart-processes/${patchId}`,
-          requests: [
-            { method: 'PATCH', headers: patchHeaders, body: JSON.stringify(bodyA) },
-            { method: 'PATCH', headers: patchHeaders, body: JSON.stringify(bodyB) },
-          ],
+      const [, patch] = await measure([
+        ceilingSpec('0b'),
+        {
+          id: 'b',
+          ceilingId: '0b',
+          label: `PATCH /v1/smart-processes/${patchId}, A/B alternating`,
+          scenario: {
+            url: `${server.url}/v1/smart-processes/${patchId}`,
+            requests: [
+              { method: 'PATCH', headers: patchHeaders, body: JSON.stringify(bodyA) },
+              { method: 'PATCH', headers: patchHeaders, body: JSON.stringify(bodyB) },
+            ],
+          },
+          ...on,
         },
-      }]);
+      ], SLICES);
       const after = await call(server.url, 'GET', `/v1/smart-processes/${patchId}`, keys.unlimited);
       expectStatus(after, 200, 'GET the PATCH target');
       const version = (answer: Answer) => Number(answer.headers.get('etag')?.replace(/\D/g, ''));
       notes.push(`PATCH (b): the type went from version ${version(before)} to ${version(after)} over ${patch.total} measured requests (+ warm-up); a PATCH that repeats the current values changes nothing and keeps the version.`);
 
       await probe(server.url, `/v1/smart-processes?limit=${TYPE_COUNT}`, keys.unlimited, false, 'GET list');
-      await measure(server, label, [{ id: 'c', label: `GET list /v1/smart-processes?limit=${TYPE_COUNT}`, scenario: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}`, headers: apiHeaders(keys.unlimited) } }]);
+      await measure([{ id: 'c', label: `GET list /v1/smart-processes?limit=${TYPE_COUNT}`, scenario: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}`, headers: apiHeaders(keys.unlimited) }, ...on }]);
       lifetimeRss.push({ server: 'smartproc SQLite+memory', mb: lifetimePeakMb(server.pid) });
     } finally {
       await server.stop();
@@ -515,10 +535,10 @@ async function main(): Promise<number> {
   }
   if (redisSkipReason) log(`Redis rows skipped: ${redisSkipReason}`);
   else if (keys && !('problem' in target)) {
-    const label = 'SQLite+Redis';
     let server: ServerProcess | null = null;
     try {
       server = await startSmartproc('smartproc (SQLite, Redis limiter)', dataDir, REDIS_URL);
+      const on = { server, serverLabel: 'SQLite+Redis' };
       const card = `${server.url}/v1/smart-processes/${cardId}`;
       await probe(server.url, `/v1/smart-processes/${cardId}`, keys.unlimited, false, 'GET card, unlimited key (Redis server)');
       await probe(server.url, `/v1/smart-processes/${cardId}`, keys.limited, true, 'GET card, high-limit key (Redis server)');
@@ -528,9 +548,9 @@ async function main(): Promise<number> {
           ? `Redis limiter in use: right after a request, Redis held the window of the high-limit key (PTTL ${pttl.slice(1)} ms).`
           : `Redis did not hold the window of the high-limit key after a request (PTTL ${pttl}); the server may have fallen back to its in-memory insurance limiter.`,
       );
-      await measure(server, label, [
-        { id: 'r1', label: `GET card /v1/smart-processes/${cardId}, unlimited key`, scenario: { url: card, headers: apiHeaders(keys.unlimited) } },
-        { id: 'r2', label: `GET card, key limited to ${keys.limit} rps`, scenario: { url: card, headers: apiHeaders(keys.limited) } },
+      await measure([
+        { id: 'r1', label: `GET card /v1/smart-processes/${cardId}, unlimited key`, scenario: { url: card, headers: apiHeaders(keys.unlimited) }, ...on },
+        { id: 'r2', label: `GET card, key limited to ${keys.limit} rps`, scenario: { url: card, headers: apiHeaders(keys.limited) }, ...on },
       ], SLICES);
       lifetimeRss.push({ server: 'smartproc SQLite+Redis', mb: lifetimePeakMb(server.pid) });
     } catch (error) {
@@ -540,6 +560,10 @@ async function main(): Promise<number> {
       await server?.stop();
     }
   }
+
+  const baselineMb = lifetimePeakMb(baseline.pid);
+  notes.push(`reference: the bare Fastify child (run through tsx; smartproc runs compiled) peaked at ${baselineMb === null ? '?' : fmt(baselineMb, 1)} MB RSS over its life.`);
+  await baseline.stop();
 
   report();
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
