@@ -42,7 +42,8 @@ const TRUE_STRINGS = new Set<unknown>([true, 'true', 'Y']);
 
 function parseTitle(raw: string, problems: ErrorDetail[]): string {
   const title = raw.trim();
-  const length = [...title].length;
+  // Characters, not UTF-16 units; a title no longer in units than the limit is within it in characters too.
+  const length = title.length <= TITLE_MAX_LENGTH ? title.length : [...title].length;
   if (length === 0) problems.push({ location: 'body.title', message: 'must not be blank', fix: 'send a non-empty title' });
   else if (length > TITLE_MAX_LENGTH) problems.push({ location: 'body.title', message: `must be at most ${TITLE_MAX_LENGTH} characters (got ${length})`, fix: 'shorten the title' });
   return title;
@@ -77,14 +78,18 @@ function parseLinkedUserFields(raw: LinkedUserFieldsInput): number {
   return mask;
 }
 
+const FLAG_BITS = new Map<string, number>(FLAG_NAMES.map((name) => [name, FLAG_BIT[name]]));
+
+/** The flags a body sends (a body holds few keys: walk them, not the 17 flag names). */
 function flagsOf(body: Record<string, unknown>): { mask: number; values: number } {
   let mask = 0;
   let values = 0;
-  for (const name of FLAG_NAMES) {
-    const value = body[name];
-    if (value === undefined) continue;
-    mask |= FLAG_BIT[name];
-    if (value === true) values |= FLAG_BIT[name];
+  for (const key of Object.keys(body)) {
+    const bit = FLAG_BITS.get(key);
+    const value = body[key];
+    if (bit === undefined || value === undefined) continue;
+    mask |= bit;
+    if (value === true) values |= bit;
   }
   return { mask, values };
 }

@@ -31,11 +31,13 @@ export class LocalPortal implements Portal {
 
   /**
    * One write, in one transaction: on SQLite through the store's write batch (group
-   * commit), on PostgreSQL a transaction of its own. After it, cached cards are
-   * dropped; `keep` may name the one card the write produced, which stays cached. A
-   * write without `keep` may change other types' cards (relations are seen from both
-   * ends): it drops the cached cards before it runs, so that later writes of the same
-   * batch do not use them.
+   * commit), on PostgreSQL a transaction of its own.
+   *
+   * Cached cards: `keep` names the one card a write changed (a PATCH without
+   * relations); once committed it replaces the cached one. A write without `keep` may
+   * change other types' cards too (relations are seen from both ends): it drops every
+   * cached card before it runs, so that later writes of the same batch do not use them,
+   * and again once committed.
    */
   private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
     const { db, writes } = this.store;
@@ -52,9 +54,9 @@ export class LocalPortal implements Portal {
         },
         (result) => {
           // Runs right after the COMMIT, before any other request.
-          cards?.clear();
           const card = keep?.(result);
-          if (card) cards?.set(this.record.id, card.record.entityTypeId, card, cards.current());
+          if (card) cards?.committed(this.record.id, card);
+          else cards?.clear();
         },
       );
     } catch (error) {

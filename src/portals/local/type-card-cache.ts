@@ -52,9 +52,17 @@ export class TypeCardCache {
     }
   }
 
-  /** The generation now (after a write's final clear), for keeping the card that write produced. */
-  current(): number {
-    return this.generation;
+  /**
+   * A committed write changed only this card (a PATCH without relations): it replaces
+   * the cached one, the others stay. Reads that started before the write do not keep
+   * what they read.
+   */
+  committed(portalId: number, card: TypeCard): void {
+    this.generation++;
+    const key = `${portalId}:${card.record.entityTypeId}`;
+    this.written.delete(key);
+    if (this.cards.size >= this.maxEntries) this.cards.clear();
+    this.cards.set(key, card);
   }
 
   set(portalId: number, entityTypeId: number, card: TypeCard, generation: number): void {
@@ -65,7 +73,8 @@ export class TypeCardCache {
 
   clear(): void {
     this.generation++;
-    this.cards.clear();
-    this.written.clear();
+    // Map#clear allocates a new table: skip it when there is nothing to drop.
+    if (this.cards.size) this.cards.clear();
+    if (this.written.size) this.written.clear();
   }
 }
