@@ -102,10 +102,10 @@ export type Db = Kysely<Database> | Transaction<Database>;
  * Kysely and run them through a Runner: Kysely's own executor (a pool or a
  * transaction), or, inside a SQLite write batch, the SQLite connection directly.
  */
-export type Runner = <R>(query: CompiledQuery) => Promise<R[]> | R[];
+export type Runner = <R>(query: CompiledQuery, parameters?: readonly unknown[]) => Promise<R[]> | R[];
 
 export function kyselyRunner(db: Db): Runner {
-  return async <R>(query: CompiledQuery) => (await db.executeQuery<R>(query)).rows;
+  return async <R>(query: CompiledQuery, parameters?: readonly unknown[]) => (await db.executeQuery<R>(parameters ? { ...query, parameters } : query)).rows;
 }
 
 export interface Store {
@@ -151,10 +151,10 @@ function openSqlite(file: string): Store {
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached }) });
   const dataVersion = database.prepare('PRAGMA data_version').pluck();
   const writes = new WriteBatch(db, {
-    run<R>(query: { sql: string; parameters: readonly unknown[] }): R[] {
+    run<R>(query: { sql: string; parameters: readonly unknown[] }, parameters = query.parameters): R[] {
       const statement = cached.prepare(query.sql);
-      if (statement.reader) return statement.all(...query.parameters) as R[];
-      statement.run(...query.parameters);
+      if (statement.reader) return statement.all(...parameters) as R[];
+      statement.run(...parameters);
       return [];
     },
     inTransaction: () => database.inTransaction,

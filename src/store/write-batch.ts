@@ -3,7 +3,7 @@ import type { Database, Runner } from './database.js';
 
 /** What the batch needs of the SQLite connection: run a statement, and whether a transaction is open. */
 export interface SqliteConnection {
-  run<R>(query: { sql: string; parameters: readonly unknown[] }): R[];
+  run<R>(query: { sql: string; parameters: readonly unknown[] }, parameters?: readonly unknown[]): R[];
   inTransaction(): boolean;
 }
 
@@ -50,6 +50,8 @@ const ROLLBACK_TO = statement('rollback to write');
  * given; awaiting a Kysely query inside it would wait for the batch itself.
  */
 export class WriteBatch {
+  /** Counts the batches' transactions: writes that see the same number share one transaction (and SQLite's write lock). */
+  transactionNumber = 0;
   private queue: Job[] = [];
   private scheduled = false;
   private flushing = false;
@@ -85,12 +87,13 @@ export class WriteBatch {
   }
 
   private async runBatch(jobs: Job[]): Promise<void> {
-    const run: Runner = (query) => this.connection.run(query);
+    const run: Runner = (query, parameters) => this.connection.run(query, parameters);
     // A lone write needs no savepoint: its failure rolls back the whole transaction.
     const alone = jobs.length === 1;
     const outcomes: Outcome[] = [];
     try {
       this.connection.run(BEGIN);
+      this.transactionNumber++;
       for (const job of jobs) {
         if (!alone) this.connection.run(SAVEPOINT);
         try {

@@ -109,11 +109,11 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       await portal.updateType(1080, parsePatchBody({ title: 'X cached' }, 1080), actor); // X's card is cached
 
       const commits: string[] = [];
-      const connection = (store.writes as unknown as { connection: { run: (q: { sql: string }) => unknown } }).connection;
+      const connection = (store.writes as unknown as { connection: { run: (q: { sql: string }, parameters?: unknown[]) => unknown } }).connection;
       const run = connection.run.bind(connection);
-      connection.run = (query) => {
+      connection.run = (query, parameters) => {
         if (query.sql === 'commit') commits.push(query.sql);
-        return run(query as never);
+        return run(query as never, parameters);
       };
       const [first, , last] = await Promise.all([
         portal.updateType(1080, parsePatchBody({ title: 'X one' }, 1080), actor),

@@ -19,9 +19,9 @@ describe('SQLite write batch (group commit)', () => {
     // Every statement the batch runs on the connection, in order.
     const connection = (batch() as unknown as { connection: { run: Runner } }).connection;
     const run = connection.run.bind(connection);
-    connection.run = ((query: CompiledQuery) => {
+    connection.run = ((query: CompiledQuery, parameters?: readonly unknown[]) => {
       statements.push(query.sql);
-      return run(query);
+      return run(query, parameters);
     }) as Runner;
   });
   after(() => store.close());

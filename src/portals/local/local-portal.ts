@@ -183,7 +183,7 @@ export class LocalPortal implements Portal {
    */
   private async storedForWrite(types: TypesRepository, entityTypeId: number): Promise<{ record: TypeRecord; edges: Edge[] } | null> {
     const portalId = this.record.id;
-    const cached = this.cards?.forWrite(portalId, entityTypeId);
+    const cached = this.store.writes && this.cards?.forWrite(portalId, entityTypeId, this.store.writes.transactionNumber);
     if (cached && (await types.versionOf(portalId, entityTypeId)) === cached.record.version) return { record: cached.record, edges: storedEdgesOf(cached) };
     const record = await types.get(portalId, entityTypeId, { forUpdate: true });
     return record && { record, edges: await types.edgesOf(portalId, entityTypeId) };

@@ -17,6 +17,7 @@ export class TypeCardCache {
   private generation = 0;
   private seenExternalVersion: number | null = null;
   private externalCheckedAt = 0;
+  private checkedInTransaction = -1;
 
   constructor(private readonly externalVersion: () => number, private readonly maxEntries = 10_000) {}
 
@@ -29,11 +30,15 @@ export class TypeCardCache {
 
   /**
    * The cached card for a write, which runs holding SQLite's write lock: other connections
-   * are checked now (not at most every EXTERNAL_CHECK_MS). The writer still compares the
-   * row's version before trusting the card.
+   * are checked at the start of each write transaction (not at most every
+   * EXTERNAL_CHECK_MS). The writer still compares the row's version before trusting the card.
    */
-  forWrite(portalId: number, entityTypeId: number): TypeCard | undefined {
-    this.checkExternal(Date.now());
+  forWrite(portalId: number, entityTypeId: number, transaction: number): TypeCard | undefined {
+    // Once per transaction: while it runs, no other connection can commit.
+    if (transaction !== this.checkedInTransaction) {
+      this.checkedInTransaction = transaction;
+      this.checkExternal(Date.now());
+    }
     const key = `${portalId}:${entityTypeId}`;
     return this.written.get(key) ?? this.cards.get(key);
   }

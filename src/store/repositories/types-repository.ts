@@ -107,7 +107,7 @@ export class TypesRepository {
       query = build().compile();
       compiled.set(key, query);
     }
-    return this.runner<R>({ ...query, parameters });
+    return this.runner<R>(query, parameters);
   }
 
   async get(portalId: number, entityTypeId: number, options: { forUpdate?: boolean } = {}): Promise<TypeRecord | null> {
@@ -173,15 +173,19 @@ export class TypesRepository {
     await this.rows(this.db.insertInto('smart_process_types').values(toRow(portalId, record)));
   }
 
-  async update(portalId: number, record: TypeRecord): Promise<void> {
-    // item_count is not the PATCH's to write (it follows the items).
-    const { portal_id: _p, entity_type_id: _e, id: _i, created_by: _cb, created_time: _ct, item_count: _n, ...changes } = toRow(portalId, record);
-    const columns = Object.keys(changes) as (keyof typeof changes)[];
-    await this.run('update', () => this.db.updateTable('smart_process_types').set(changes).where('portal_id', '=', portalId).where('entity_type_id', '=', record.entityTypeId), [
-      ...columns.map((c) => changes[c]),
-      portalId,
-      record.entityTypeId,
-    ]);
+  /** Writes what a PATCH may change (item_count follows the items, not the PATCH). */
+  async update(portalId: number, r: TypeRecord): Promise<void> {
+    await this.run(
+      'update',
+      () =>
+        this.db
+          .updateTable('smart_process_types')
+          .set({ title: '', title_lower: '', code: null, updated_by: 0, updated_time: 0, custom_section_id: null, flags: 0, linked_user_fields: 0, version: 0 })
+          .where('portal_id', '=', 0)
+          .where('entity_type_id', '=', 0),
+      // In the order of the columns above.
+      [r.title, r.title.toLowerCase(), r.code, r.updatedBy, r.updatedTime, r.customSectionId, r.flags, r.linkedUserFields, r.version, portalId, r.entityTypeId],
+    );
   }
 
   async delete(portalId: number, entityTypeId: number): Promise<void> {
