@@ -455,6 +455,19 @@ describe('Rate limits (row 9) and the X-RateLimit headers', () => {
     assert.fail('could not stay within one window in 5 attempts');
   });
 
+  it('a HEAD request is checked once: it counts once against the limit, like its GET', async () => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const headers = key(await limited(3));
+      const head = await t.app.inject({ method: 'HEAD', url: '/v1/smart-processes', headers });
+      const get = await send(t, 'GET', '/v1/smart-processes', { headers });
+      const [first, second] = [expectRateLimitHeaders(head, 3).remaining, expectRateLimitHeaders(get, 3).remaining];
+      if (second > first) continue; // a window boundary fell between them: try with a fresh key
+      assert.deepEqual([head.statusCode, first, second], [200, 2, 1]);
+      return;
+    }
+    assert.fail('could not stay within one window in 5 attempts');
+  });
+
   it('the limit applies again in the next window', async () => {
     const headers = key(await limited(1));
     await exhaust(headers, 1);

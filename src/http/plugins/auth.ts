@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { rateLimitHeaders, type AccessService, type Principal, type RouteAccess } from '../../access/access-service.js';
 import { ApiError } from '../../errors.js';
@@ -27,17 +27,21 @@ export function principalOf(request: FastifyRequest): Principal {
   return request.principal;
 }
 
-/** Runs the check order of contract §5 on every route that declares `config.access`. */
+/**
+ * Runs the check order of contract §5 on every route that declares `config.access`: the
+ * check is added to those routes' own onRequest hooks when they are registered (after
+ * the global hooks, so an answer refused here still carries its X-Request-Id).
+ */
 export default fp(async function authPlugin(app: FastifyInstance, options: { access: AccessService }) {
   app.decorateRequest('principal', null);
-  app.addHook('onRequest', async (request, reply) => {
-    const access = request.routeOptions.config?.access;
+  app.addHook('onRoute', (route) => {
+    const access = route.config?.access;
     if (!access) return;
-    const apiKey = request.headers['x-api-key'];
-    request.principal = await options.access.check(
-      { apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey, authorization: request.headers.authorization, ip: request.ip },
-      access,
-    );
-    if (request.principal.rateLimit) reply.headers(rateLimitHeaders(request.principal.rateLimit));
+    const check = async (request: FastifyRequest, reply: FastifyReply) => {
+      const apiKey = request.headers['x-api-key'];
+      request.principal = await options.access.check({ apiKey: Array.isArray(apiKey) ? apiKey[0] : apiKey, authorization: request.headers.authorization, ip: request.ip }, access);
+      if (request.principal.rateLimit) reply.headers(rateLimitHeaders(request.principal.rateLimit));
+    };
+    route.onRequest = [check, ...(route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest])];
   });
 });
