@@ -101,13 +101,26 @@ export function presentCard(card: TypeCard, timeZone: string): TypeCardJson {
 const FLAG_KEYS = FLAG_NAMES.map((name) => ({ key: `,${JSON.stringify(name)}:`, bit: FLAG_BIT[name] }));
 const LINKED_KEYS = LINKED_USER_FIELDS.map((name, i) => ({ key: `${i ? ',' : ''}${JSON.stringify(name)}:`, bit: LINKED_USER_FIELD_BIT[name] }));
 
+/** The flag members of the JSON for a flags value; a portal's types share few distinct values. */
+const flagsJsonCache = new Map<number, string>();
+
+function flagsJson(flags: number): string {
+  let json = flagsJsonCache.get(flags);
+  if (json === undefined) {
+    json = '';
+    for (const { key, bit } of FLAG_KEYS) json += key + ((flags & bit) !== 0 ? 'true' : 'false');
+    if (flagsJsonCache.size >= 4096) flagsJsonCache.clear();
+    flagsJsonCache.set(flags, json);
+  }
+  return json;
+}
+
 function recordFieldsJson(record: TypeRecord, timeZone: string): string {
-  let json =
+  return (
     `{"id":${record.id},"entityTypeId":${record.entityTypeId},"title":${JSON.stringify(record.title)},"code":${record.code === null ? 'null' : JSON.stringify(record.code)}` +
     `,"createdBy":${record.createdBy},"createdTime":"${formatTime(record.createdTime, timeZone)}","updatedBy":${record.updatedBy},"updatedTime":"${formatTime(record.updatedTime, timeZone)}"` +
-    `,"customSectionId":${record.customSectionId === null ? 'null' : record.customSectionId}`;
-  for (const { key, bit } of FLAG_KEYS) json += key + ((record.flags & bit) !== 0 ? 'true' : 'false');
-  return json + ',"isInitialized":true';
+    `,"customSectionId":${record.customSectionId === null ? 'null' : record.customSectionId}${flagsJson(record.flags)},"isInitialized":true`
+  );
 }
 
 export function listItemJson(record: TypeRecord, timeZone: string): string {

@@ -37,19 +37,27 @@ function offsetSeconds(epochSeconds: number, timeZone: string): number {
   return asUtc - epochSeconds;
 }
 
-const cache = new Map<string, string>();
+/** Formatted times by time zone, then by epoch second (no key string to build per call). */
+const cache = new Map<string, Map<number, string>>();
+let cached = 0;
 
 export function formatTime(epochSeconds: number, timeZone: string): string {
-  const cacheKey = `${timeZone}|${epochSeconds}`;
-  const hit = cache.get(cacheKey);
+  let zone = cache.get(timeZone);
+  const hit = zone?.get(epochSeconds);
   if (hit !== undefined) return hit;
   const offset = timeZone === 'UTC' ? 0 : offsetSeconds(epochSeconds, timeZone);
   const local = new Date((epochSeconds + offset) * 1000).toISOString().slice(0, 19);
   const sign = offset < 0 ? '-' : '+';
   const minutes = Math.abs(offset) / 60;
   const formatted = `${local}${sign}${pad(Math.trunc(minutes / 60))}:${pad(minutes % 60)}`;
-  if (cache.size > 10_000) cache.clear();
-  cache.set(cacheKey, formatted);
+  if (cached >= 10_000) {
+    cache.clear();
+    cached = 0;
+    zone = undefined;
+  }
+  if (!zone) cache.set(timeZone, (zone = new Map()));
+  zone.set(epochSeconds, formatted);
+  cached++;
   return formatted;
 }
 
