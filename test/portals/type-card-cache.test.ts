@@ -15,17 +15,37 @@ const pause = () => new Promise((r) => setTimeout(r, EXTERNAL_CHECK_MS + 10));
 
 const run = TEST_DIALECT === 'sqlite' ? {} : { skip: 'the card cache exists only on SQLite (PostgreSQL is shared by instances, so cards are always read from it)' };
 
+/** A server on its own SQLite store (a file, so that another connection can write to it), a portal and a key. */
+async function cacheFixture(options: { file?: boolean } = {}) {
+  const file = options.file ? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-cache-')), 'store.db') : ':memory:';
+  const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: file });
+  const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
+  const other = options.file ? new Sqlite(file) : null;
+  const record = await app.services.portals.create({ name: 'Cache' });
+  const { secret } = await app.services.keys.create({ kind: 'personal', portalId: record.id, scopes: ['crm'], requestsPerSecond: null }, null);
+  const call = (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) =>
+    app.inject({ method, url, headers: { 'x-api-key': secret, ...(payload ? { 'content-type': 'application/json' } : {}) }, ...(payload ? { payload: JSON.stringify(payload) } : {}) });
+  return {
+    store,
+    app,
+    record,
+    call,
+    /** Another connection to the same file, as the CLI or a hand-made SQL edit would be. */
+    other: other!,
+    async close() {
+      other?.close();
+      await app.close();
+      await store.close();
+    },
+  };
+}
+
 describe('cards of local portals cached in memory (SQLite)', run, () => {
   it('a change committed by another connection (e.g. the CLI) is seen within EXTERNAL_CHECK_MS', async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-cache-')), 'store.db');
-    const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: file });
-    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
-    const other = new Sqlite(file);
+    const { call, other, close } = await cacheFixture({ file: true });
     try {
-      const portal = await app.services.portals.create({ name: 'Cache' });
-      const { secret } = await app.services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], requestsPerSecond: null }, null);
-      const get = async () => (await app.inject({ method: 'GET', url: '/v1/smart-processes/1050', headers: { 'x-api-key': secret } })).json();
-      await app.inject({ method: 'POST', url: '/v1/smart-processes', headers: { 'x-api-key': secret, 'content-type': 'application/json' }, payload: { title: 'Before', entityTypeId: 1050 } });
+      const get = async () => (await call('GET', '/v1/smart-processes/1050')).json();
+      await call('POST', '/v1/smart-processes', { title: 'Before', entityTypeId: 1050 });
       assert.equal((await get()).data.title, 'Before');
       assert.equal((await get()).data.title, 'Before', 'served again (from the cache)');
 
@@ -37,41 +57,26 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       await pause();
       assert.equal((await get()).error.code, 'SMART_PROCESS_NOT_FOUND');
     } finally {
-      other.close();
-      await app.close();
-      await store.close();
+      await close();
     }
   });
 
   it('a relation set on one type shows at once on the cached card of the other end', async () => {
-    const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: ':memory:' });
-    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
+    const { call, close } = await cacheFixture();
     try {
-      const portal = await app.services.portals.create({ name: 'Cache' });
-      const { secret } = await app.services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], requestsPerSecond: null }, null);
-      const call = (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) =>
-        app.inject({ method, url, headers: { 'x-api-key': secret, ...(payload ? { 'content-type': 'application/json' } : {}) }, ...(payload ? { payload: JSON.stringify(payload) } : {}) });
       await call('POST', '/v1/smart-processes', { title: 'A', entityTypeId: 1060 });
       await call('POST', '/v1/smart-processes', { title: 'B', entityTypeId: 1062 });
       assert.deepEqual((await call('GET', '/v1/smart-processes/1060')).json().data.relations.child, []);
       await call('PATCH', '/v1/smart-processes/1062', { relations: { parent: [{ entityTypeId: 1060 }] } });
       assert.deepEqual((await call('GET', '/v1/smart-processes/1060')).json().data.relations.child.map((r: { entityTypeId: number }) => r.entityTypeId), [1062]);
     } finally {
-      await app.close();
-      await store.close();
+      await close();
     }
   });
 
   it('a write trusts a cached card only if no other connection committed since: a change made elsewhere is never written back over', async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-cache-')), 'store.db');
-    const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: file });
-    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
-    const other = new Sqlite(file);
+    const { call, other, close } = await cacheFixture({ file: true });
     try {
-      const portal = await app.services.portals.create({ name: 'Cache' });
-      const { secret } = await app.services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], requestsPerSecond: null }, null);
-      const call = (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: unknown) =>
-        app.inject({ method, url, headers: { 'x-api-key': secret, ...(payload ? { 'content-type': 'application/json' } : {}) }, ...(payload ? { payload: JSON.stringify(payload) } : {}) });
       await call('POST', '/v1/smart-processes', { title: 'Before', entityTypeId: 1070 });
       await call('PATCH', '/v1/smart-processes/1070', { isStagesEnabled: true }); // its card is now cached by the write
       // Another connection changes the title without moving the version (as a hand-made SQL edit would).
@@ -90,17 +95,13 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       assert.equal(again.data.title, 'Third life');
       assert.equal(again.data.isStagesEnabled, false);
     } finally {
-      other.close();
-      await app.close();
-      await store.close();
+      await close();
     }
   });
 
   it('in one batch, a write after a relation change of another type sees the new relations of its own card', async () => {
-    const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: ':memory:' });
-    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
+    const { app, store, record, close } = await cacheFixture();
     try {
-      const record = await app.services.portals.create({ name: 'Cache' });
       const portal = app.services.portalRegistry.for(record);
       const actor = { userId: 1 };
       const draft = (title: string, entityTypeId: number) => parseCreateBody({ title, entityTypeId });
@@ -126,8 +127,7 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       assert.equal(last.record.version, first.record.version + 1);
       assert.deepEqual((await portal.getType(1080))!.relations.child.map((r) => r.entityTypeId), [1082]);
     } finally {
-      await app.close();
-      await store.close();
+      await close();
     }
   });
 });
