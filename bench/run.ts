@@ -48,8 +48,8 @@ const TARGET = {
   limitedRatio: 0.9,
 };
 
-/** a/d and r1/r2 take turns in this many slices each. */
-const SLICES = Math.max(1, Math.min(5, Math.floor(DURATION / 2)));
+/** Rows that take turns do so in this many slices each (1 s each by default): short slices spread bursts of steal over all of them. */
+const SLICES = Math.max(1, Math.min(10, Math.floor(DURATION)));
 const SCENARIOS = 9;
 /** Everything together must end within this (watchdog). */
 const BUDGET_MS = (SCENARIOS * (DURATION + WARMUP + 20) + 180) * 1000;
