@@ -119,9 +119,11 @@ export class WriteBatch {
       if (!outcome.ok) return job.reject(outcome.error);
       try {
         job.committed?.(outcome.value);
-      } finally {
-        job.resolve(outcome.value);
+      } catch {
+        // Upkeep after the COMMIT (a cache) must not turn a stored write into a failure,
+        // nor keep the next writes of the batch from being answered.
       }
+      job.resolve(outcome.value);
     });
   }
 }

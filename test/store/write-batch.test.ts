@@ -122,6 +122,17 @@ describe('SQLite write batch (group commit)', () => {
     assert.deepEqual(seen, ['work a', 'work b', 'committed a (commit)', 'committed b (commit)', 'settled a', 'settled b']);
   });
 
+  it('a `committed` callback that throws does not fail its stored write nor the next writes of the batch', async () => {
+    const results = await Promise.all([
+      batch().submit(async (run) => (await insert(run, 'a', '1'), 'a'), () => {
+        throw new Error('upkeep broke');
+      }),
+      batch().submit(async (run) => (await insert(run, 'b', '2'), 'b')),
+    ]);
+    assert.deepEqual(results, ['a', 'b']);
+    assert.deepEqual(await stored(), ['a=1', 'b=2']);
+  });
+
   it("Kysely's own queries wait for a running batch instead of running inside its transaction", async () => {
     let readDuringBatch: Promise<string[]> | null = null;
     const write = batch().submit(async (run) => {
