@@ -5,7 +5,23 @@ import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
 import { kyselyRunner, type Database, type Db, type Runner, type SmartProcessTypesTable } from '../database.js';
 
 type TypesEb = ExpressionBuilder<Database, 'smart_process_types'>;
-type Row = Pick<SmartProcessTypesTable, keyof SmartProcessTypesTable>;
+/** The columns a TypeRecord is read from (not portal_id nor title_lower: each column read costs on every row). */
+const RECORD_COLUMNS = [
+  'id',
+  'entity_type_id',
+  'title',
+  'code',
+  'created_by',
+  'created_time',
+  'updated_by',
+  'updated_time',
+  'custom_section_id',
+  'flags',
+  'linked_user_fields',
+  'item_count',
+  'version',
+] as const satisfies readonly (keyof SmartProcessTypesTable)[];
+type Row = Pick<SmartProcessTypesTable, (typeof RECORD_COLUMNS)[number]>;
 
 const COLUMN: Record<string, keyof SmartProcessTypesTable> = {
   id: 'id',
@@ -113,7 +129,7 @@ export class TypesRepository {
   async get(portalId: number, entityTypeId: number, options: { forUpdate?: boolean } = {}): Promise<TypeRecord | null> {
     const forUpdate = Boolean(options.forUpdate && this.dialect === 'postgres');
     const rows = await this.run<Row>(forUpdate ? 'get-for-update' : 'get', () => {
-      const query = this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', 0).where('entity_type_id', '=', 0);
+      const query = this.db.selectFrom('smart_process_types').select(RECORD_COLUMNS).where('portal_id', '=', 0).where('entity_type_id', '=', 0);
       return forUpdate ? query.forUpdate() : query;
     }, [portalId, entityTypeId]);
     return rows.length ? toRecord(rows[0]) : null;
@@ -136,7 +152,7 @@ export class TypesRepository {
   }
 
   async findByCode(portalId: number, code: string): Promise<TypeRecord | null> {
-    const [row] = await this.rows<Row>(this.db.selectFrom('smart_process_types').selectAll().where('portal_id', '=', portalId).where('code', '=', code));
+    const [row] = await this.rows<Row>(this.db.selectFrom('smart_process_types').select(RECORD_COLUMNS).where('portal_id', '=', portalId).where('code', '=', code));
     return row ? toRecord(row) : null;
   }
 
@@ -159,7 +175,7 @@ export class TypesRepository {
       .selectFrom('smart_process_types')
       .where('portal_id', '=', portalId)
       .where((eb) => eb.and(query.conditions.map((c) => conditionExpression(eb, c))));
-    let page = filtered.selectAll();
+    let page = filtered.select(RECORD_COLUMNS);
     for (const key of query.sort) {
       const expression = key.field in COLUMN ? sql.ref(COLUMN[key.field]) : key.field === 'isInitialized' ? sql.lit(1) : flagExpression(key.field as FlagName);
       page = page.orderBy(expression, key.direction);
