@@ -10,6 +10,26 @@ import type { TypeCardCache } from './type-card-cache.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
+/** PostgreSQL ended the transaction for a deadlock or a serialization conflict: running it again is safe (it read nothing outside itself). */
+function isRetryableConflict(error: unknown): boolean {
+  const code = (error as { code?: string })?.code;
+  return code === '40P01' || code === '40001';
+}
+
+/**
+ * Two writes that change relations lock each other's rows (the other ends' versions
+ * move) and can deadlock on PostgreSQL; the one PostgreSQL aborts runs again.
+ */
+async function retryOnConflict<T>(transaction: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (error) {
+      if (attempt >= attempts || !isRetryableConflict(error)) throw error;
+    }
+  }
+}
+
 function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string };
   return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
@@ -41,7 +61,7 @@ export class LocalPortal implements Portal {
    */
   private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
     const { db, writes } = this.store;
-    if (!writes) return db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+    if (!writes) return retryOnConflict(() => db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx))));
     const cards = this.cards;
     try {
       return await writes.submit(
@@ -116,7 +136,9 @@ export class LocalPortal implements Portal {
         await types.insert(portalId, record);
         if (relations.parent) await types.replaceEdges(portalId, entityTypeId, 'parent', relations.parent);
         if (relations.child) await types.replaceEdges(portalId, entityTypeId, 'child', relations.child);
-        return { record, relations: relationsOf(record, await types.edgesOf(portalId, entityTypeId)) };
+        const edges = await types.edgesOf(portalId, entityTypeId);
+        await types.bumpVersions(portalId, otherEndsChanged([], edges, entityTypeId));
+        return { record, relations: relationsOf(record, edges) };
       });
     } catch (error) {
       if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'entityTypeId or code was taken by a concurrent request; try again');
@@ -166,8 +188,11 @@ export class LocalPortal implements Portal {
         next.updatedTime = nowSeconds();
         next.version = current.version + 1;
         await types.update(portalId, next);
+        if (!changedSides.length) return { record: next, relations: relationsOf(next, edges) };
         for (const side of changedSides) await types.replaceEdges(portalId, entityTypeId, side, relations[side]!);
-        return { record: next, relations: relationsOf(next, changedSides.length ? await types.edgesOf(portalId, entityTypeId) : edges) };
+        const after = await types.edgesOf(portalId, entityTypeId);
+        await types.bumpVersions(portalId, otherEndsChanged(edges, after, entityTypeId));
+        return { record: next, relations: relationsOf(next, after) };
       }, keep);
     } catch (error) {
       if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'code was taken by a concurrent request; try again');
@@ -196,9 +221,22 @@ export class LocalPortal implements Portal {
       if (!current) throw typeNotFound(entityTypeId);
       assertVersion(current, options);
       if (current.itemCount > 0) throw new ApiError('BITRIX_ERROR', 'You cannot delete an entity type that has elements');
+      const edges = await types.edgesOf(portalId, entityTypeId);
       await types.delete(portalId, entityTypeId);
+      await types.bumpVersions(portalId, otherEndsChanged(edges, [], entityTypeId));
     });
   }
+}
+
+/** The types at the other end of edges that differ between two edge sets of `self` (added, removed, or isChildrenListEnabled changed). */
+function otherEndsChanged(before: readonly Edge[], after: readonly Edge[], self: number): number[] {
+  const state = (edges: readonly Edge[]) => new Map(edges.map((e) => [`${e.parent}>${e.child}`, e]));
+  const [was, now] = [state(before), state(after)];
+  const changed = new Set<number>();
+  for (const [key, edge] of was) if (now.get(key)?.isChildrenListEnabled !== edge.isChildrenListEnabled) changed.add(edge.parent === self ? edge.child : edge.parent);
+  for (const [key, edge] of now) if (!was.has(key)) changed.add(edge.parent === self ? edge.child : edge.parent);
+  changed.delete(self);
+  return [...changed];
 }
 
 /** The stored edges behind a card's relations (the predefined ones come from flags). */

@@ -204,6 +204,21 @@ export class TypesRepository {
     );
   }
 
+  /**
+   * Moves the version (the ETag) of types whose card changed without their row changing:
+   * the other ends of relation edges that were added, removed or changed.
+   */
+  async bumpVersions(portalId: number, entityTypeIds: readonly number[]): Promise<void> {
+    if (!entityTypeIds.length) return;
+    await this.rows(
+      this.db
+        .updateTable('smart_process_types')
+        .set((eb) => ({ version: eb('version', '+', 1) }))
+        .where('portal_id', '=', portalId)
+        .where('entity_type_id', 'in', [...entityTypeIds].sort((a, b) => a - b)),
+    );
+  }
+
   async delete(portalId: number, entityTypeId: number): Promise<void> {
     await this.rows(this.db.deleteFrom('type_relations').where('portal_id', '=', portalId).where((eb) => eb.or([eb('parent_entity_type_id', '=', entityTypeId), eb('child_entity_type_id', '=', entityTypeId)])));
     await this.rows(this.db.deleteFrom('smart_process_types').where('portal_id', '=', portalId).where('entity_type_id', '=', entityTypeId));

@@ -53,4 +53,18 @@ describe('concurrent writes', () => {
     assert.deepEqual([a.statusCode, b.statusCode].sort(), [200, 422]);
     assert.equal(json(await t.call('GET', '/v1/smart-processes?filter[code]=contested')).meta.total, 1);
   });
+
+  it('two types linking each other at the same time both succeed (on PostgreSQL the deadlock loser runs again)', async () => {
+    await t.call('POST', '/v1/smart-processes', { title: 'Left', entityTypeId: 1510 });
+    await t.call('POST', '/v1/smart-processes', { title: 'Right', entityTypeId: 1512 });
+    for (let round = 0; round < 3; round++) {
+      const [a, b] = await Promise.all([
+        t.call('PATCH', '/v1/smart-processes/1510', { title: `Left ${round}`, relations: { child: round % 2 ? [] : [{ entityTypeId: 1512 }] } }),
+        t.call('PATCH', '/v1/smart-processes/1512', { title: `Right ${round}`, relations: { child: round % 2 ? [] : [{ entityTypeId: 1510 }] } }),
+      ]);
+      assert.deepEqual([a.statusCode, b.statusCode], [200, 200], `${a.body} ${b.body}`);
+      const left = json(await t.call('GET', '/v1/smart-processes/1510')).data.relations;
+      assert.deepEqual([left.child.length, left.parent.length], round % 2 ? [0, 0] : [1, 1]);
+    }
+  });
 });

@@ -147,4 +147,29 @@ describe('PATCH /v1/smart-processes/:entityTypeId', () => {
     expectError(await t.call('PATCH', '/v1/smart-processes/1050', { title: 'Second writer' }, { 'if-match': etag }), 412, 'PRECONDITION_FAILED');
     assert.equal((await card()).title, 'First writer');
   });
+
+  it("a relation set, changed or removed from the other end moves the card's ETag too, so a stale If-Match cannot undo it (beyond)", async () => {
+    await t.call('POST', '/v1/smart-processes', { title: 'Hub', entityTypeId: 1090 });
+    await t.call('POST', '/v1/smart-processes', { title: 'Spoke', entityTypeId: 1092 });
+    const etagOfHub = async () => (await t.call('GET', '/v1/smart-processes/1090')).headers.etag as string;
+    const seen = [await etagOfHub()];
+
+    await t.call('PATCH', '/v1/smart-processes/1092', { relations: { parent: [{ entityTypeId: 1090, isChildrenListEnabled: true }] } });
+    seen.push(await etagOfHub());
+    await t.call('PATCH', '/v1/smart-processes/1092', { relations: { parent: [{ entityTypeId: 1090, isChildrenListEnabled: false }] } });
+    seen.push(await etagOfHub());
+    await t.call('PATCH', '/v1/smart-processes/1092', { title: 'Spoke renamed' }); // no relation changed: the hub keeps its ETag
+    seen.push(await etagOfHub());
+    await t.call('POST', '/v1/smart-processes', { title: 'Born linked', entityTypeId: 1094, relations: { parent: [{ entityTypeId: 1090 }] } });
+    seen.push(await etagOfHub());
+    await t.call('DELETE', '/v1/smart-processes/1094');
+    seen.push(await etagOfHub());
+    assert.deepEqual(seen.map((e) => Number(e.replace(/\D/g, ''))), [1, 2, 3, 3, 4, 5]);
+
+    // An editor who read the hub before the spoke dropped it cannot put the edge back unknowingly.
+    const stale = await etagOfHub();
+    await t.call('PATCH', '/v1/smart-processes/1092', { relations: { parent: [] } });
+    expectError(await t.call('PATCH', '/v1/smart-processes/1090', { relations: { child: [{ entityTypeId: 1092 }] } }, { 'if-match': stale }), 412, 'PRECONDITION_FAILED');
+    assert.deepEqual((await t.call('GET', '/v1/smart-processes/1090')).json().data.relations.child, []);
+  });
 });
