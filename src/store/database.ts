@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, type CompiledQuery, type Generated, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, type Compilable, type CompiledQuery, type Generated, type Transaction } from 'kysely';
 import { WriteBatch } from './write-batch.js';
 
 export interface PortalsTable {
@@ -106,6 +106,15 @@ export type Runner = <R>(query: CompiledQuery, parameters?: readonly unknown[]) 
 
 export function kyselyRunner(db: Db): Runner {
   return async <R>(query: CompiledQuery, parameters?: readonly unknown[]) => (await db.executeQuery<R>(parameters ? { ...query, parameters } : query)).rows;
+}
+
+/** A repository builds its statements with `db` and runs them through `runner` (Kysely's executor unless a write batch gives another). */
+export abstract class Repository {
+  constructor(protected readonly db: Db, protected readonly runner: Runner = kyselyRunner(db)) {}
+
+  protected rows<R>(query: Compilable): Promise<R[]> | R[] {
+    return this.runner<R>(query.compile());
+  }
 }
 
 export interface Store {

@@ -1,5 +1,5 @@
-import type { Compilable, Selectable, Updateable } from 'kysely';
-import { kyselyRunner, type Db, type PortalsTable, type Runner } from '../database.js';
+import type { Selectable, Updateable } from 'kysely';
+import { Repository, type PortalsTable } from '../database.js';
 
 export interface PortalRecord {
   id: number;
@@ -26,14 +26,7 @@ function toRecord(row: Selectable<PortalsTable>): PortalRecord {
   };
 }
 
-/** Statements are built with `db` and run through `runner` (Kysely's executor unless a write batch gives another). */
-export class PortalsRepository {
-  constructor(private readonly db: Db, private readonly runner: Runner = kyselyRunner(db)) {}
-
-  private rows<R>(query: Compilable): Promise<R[]> | R[] {
-    return this.runner<R>(query.compile());
-  }
-
+export class PortalsRepository extends Repository {
   async create(input: { kind: 'local'; name: string; domain?: string; timeZone: string }, now = Date.now()): Promise<PortalRecord> {
     const placeholder = input.domain ?? `pending-${now}-${Math.random().toString(36).slice(2)}`;
     const [row] = await this.rows<Selectable<PortalsTable>>(

@@ -2,7 +2,7 @@ import { sql, type CompiledQuery, type Compilable, type Expression, type Express
 import type { Edge, TypeRecord } from '../../domain/smart-process-type.js';
 import type { Condition, ListQuery } from '../../domain/list-query.js';
 import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
-import { kyselyRunner, type Database, type Db, type Runner, type SmartProcessTypesTable } from '../database.js';
+import { Repository, type Database, type Db, type Runner, type SmartProcessTypesTable } from '../database.js';
 
 type TypesEb = ExpressionBuilder<Database, 'smart_process_types'>;
 /** The columns a TypeRecord is read from (not portal_id nor title_lower: each column read costs on every row). */
@@ -108,12 +108,9 @@ function escapeLike(value: string): string {
 /** The hot queries are built and compiled once per dialect, then run with fresh parameters. */
 const compiled = new Map<string, CompiledQuery>();
 
-/** Statements are built with `db` and run through `runner` (Kysely's executor unless a write batch gives another). */
-export class TypesRepository {
-  constructor(private readonly db: Db, private readonly dialect: 'sqlite' | 'postgres', private readonly runner: Runner = kyselyRunner(db)) {}
-
-  private rows<R>(query: Compilable): Promise<R[]> | R[] {
-    return this.runner<R>(query.compile());
+export class TypesRepository extends Repository {
+  constructor(db: Db, private readonly dialect: 'sqlite' | 'postgres', runner?: Runner) {
+    super(db, runner);
   }
 
   private run<R>(name: string, build: () => Compilable, parameters: unknown[]): Promise<R[]> | R[] {
@@ -147,8 +144,7 @@ export class TypesRepository {
   }
 
   async isEntityTypeIdUsed(portalId: number, entityTypeId: number): Promise<boolean> {
-    const rows = await this.run('is-used', () => this.db.selectFrom('smart_process_types').select('id').where('portal_id', '=', 0).where('entity_type_id', '=', 0), [portalId, entityTypeId]);
-    return rows.length > 0;
+    return (await this.versionOf(portalId, entityTypeId)) !== null;
   }
 
   async findByCode(portalId: number, code: string): Promise<TypeRecord | null> {
