@@ -148,7 +148,7 @@ export class KeysService {
    * `next` may not have fewer limits than `baseline`: a key editing itself may only
    * narrow its rights, and a management key cannot make a management key freer than itself.
    */
-  private assertNotWidened(baseline: KeyRecord, next: KeyRecord, message: string): void {
+  private assertNotWidened(baseline: KeyRecord, next: KeyRecord, message: string, location?: string): void {
     const current = baseline;
     const widened: string[] = [];
     if (current.expiresAt !== null && (next.expiresAt === null || next.expiresAt > current.expiresAt)) widened.push('expiresAt');
@@ -157,13 +157,19 @@ export class KeysService {
     if (current.accessMode === 'READONLY' && next.accessMode !== 'READONLY') widened.push('accessMode');
     if (widened.length) {
       throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `${message}: ${widened.join(', ')}`, {
-        details: widened.map((f) => ({ location: `body.${f}`, message: 'would give the calling key more than it has' })),
+        details: widened.map((f) => ({ location: location ?? `body.${f}`, message: location ? `the key has a freer ${f} than the calling key` : 'would give the calling key more than it has' })),
         hint: 'Ask an operator with another management key to change it.',
       });
     }
   }
 
-  async delete(id: string): Promise<void> {
+  /** The same rule as for changes: no key deletes one with more rights than its own (itself excepted). */
+  async delete(id: string, actor: Actor = null): Promise<void> {
+    if (actor && actor.id !== id) {
+      const current = await this.get(id);
+      this.assertNoEscalation(actor, current.scopes, 'params.id');
+      if (current.kind === 'management') this.assertNotWidened(actor, current, 'A management key cannot delete one with more rights than its own', 'params.id');
+    }
     if (!(await this.repo().delete(id))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
     await this.bus.publish({ type: 'key', id });
   }

@@ -309,7 +309,7 @@ describe('/v1/keys', () => {
       keysOnly = await create({ kind: 'management', scopes: ['vibe:mgmt:keys'], requestsPerSecond: 50 });
       full = await create({ kind: 'management', scopes: ['vibe:mgmt:keys', 'vibe:mgmt:portals'] });
     });
-    const as = (secret: string, method: 'POST' | 'PATCH' | 'GET', url: string, body?: unknown, remoteAddress?: string) => send(t, method, url, { headers: withKey(secret), body, remoteAddress });
+    const as = (secret: string, method: 'POST' | 'PATCH' | 'GET' | 'DELETE', url: string, body?: unknown, remoteAddress?: string) => send(t, method, url, { headers: withKey(secret), body, remoteAddress });
     const scopesOf = async (id: string) => json(await mgmt(t, 'GET', `/v1/keys/${id}`)).data.scopes;
 
     it('a management key with only vibe:mgmt:keys cannot create a key with vibe:mgmt:portals', async () => {
@@ -338,6 +338,23 @@ describe('/v1/keys', () => {
       expectError(res, 403, 'MANAGEMENT_SCOPE_REQUIRED');
       assert.equal((await as(full.secret, 'GET', '/v1/portals')).statusCode, 200, "the stronger key's secret still works");
       assert.equal((await mgmt(t, 'GET', `/v1/keys/${full.id}`)).body, before.body);
+    });
+
+    it('nor delete a management key with more rights than its own (the bootstrap key included)', async () => {
+      const stronger = await create({ kind: 'management', scopes: ['vibe:mgmt:keys', 'vibe:mgmt:portals'] });
+      const freer = await create({ kind: 'management', scopes: ['vibe:mgmt:keys'], requestsPerSecond: null });
+      for (const target of [stronger.id, freer.id, t.managementKey.record.id]) {
+        const before = await mgmt(t, 'GET', `/v1/keys/${target}`);
+        expectError(await as(keysOnly.secret, 'DELETE', `/v1/keys/${target}`), 403, 'MANAGEMENT_SCOPE_REQUIRED');
+        assert.equal((await mgmt(t, 'GET', `/v1/keys/${target}`)).body, before.body, 'the stronger key is still there, unchanged');
+      }
+      assert.equal((await as(stronger.secret, 'GET', '/v1/portals')).statusCode, 200, "the stronger key's secret still works");
+      const weaker = await create({ kind: 'management', scopes: ['vibe:mgmt:keys'], requestsPerSecond: 50 });
+      assert.equal((await as(keysOnly.secret, 'DELETE', `/v1/keys/${weaker.id}`)).statusCode, 204, 'a key with no more rights may be deleted');
+      const portalKey = await create({ kind: 'personal', portalId: t.portal.id, requestsPerSecond: null });
+      assert.equal((await as(keysOnly.secret, 'DELETE', `/v1/keys/${portalKey.id}`)).statusCode, 204, 'portal keys are the operator\'s to delete');
+      const self = await create({ kind: 'management', scopes: ['vibe:mgmt:keys'], requestsPerSecond: 5 });
+      assert.equal((await as(self.secret, 'DELETE', `/v1/keys/${self.id}`)).statusCode, 204, 'a key may delete itself');
     });
 
     it('a key may narrow its own rights but not widen its limits, expiry, allowed addresses or access mode', async () => {

@@ -54,7 +54,7 @@ export default async function keyRoutes(app: FastifyInstance) {
     config: { access: WRITE },
     schema: { tags, summary: 'Delete a key (refused on the next request, on every instance)', params: IdParamsSchema, response: { 204: Type.Null(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND') } },
   }, async (request, reply) => {
-    await keys.delete((request.params as { id: string }).id);
+    await keys.delete((request.params as { id: string }).id, principalOf(request).key);
     return reply.code(204).send();
   });
 
