@@ -10,7 +10,9 @@ import { KeyRateLimiter } from './access/rate-limiter.js';
 import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
+import { clientErrorHandler } from './http/client-errors.js';
 import errorsPlugin, { newRequestId, requestIdFrom } from './http/plugins/errors.js';
+import pressurePlugin from './http/plugins/pressure.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
@@ -65,12 +67,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
     return503OnClosing: false,
-    clientErrorHandler: (error, socket) => {
-      // The HTTP parser refused the request (e.g. raw non-ASCII in the URL): still answer with the envelope.
-      const body = JSON.stringify({ success: false, error: { code: 'VALIDATION_ERROR', message: `Malformed HTTP request: ${(error as { code?: string }).code ?? 'bad request'}`, hint: 'Percent-encode the URL and check the headers.', requestId: 'req_unparsed' } });
-      if (socket.writable) socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-      else socket.destroy(error);
-    },
+    clientErrorHandler,
+    // Slow clients (docs/operations.md): Node checks the timeouts every connectionsCheckingInterval.
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs) },
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
   });
 
   const services: Services = {
@@ -103,6 +104,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(errorsPlugin);
+  await app.register(pressurePlugin, { config });
   await app.register(docsPlugin, { version });
   await app.register(authPlugin, { access: services.access });
   await app.register(smartProcessRoutes, { prefix: '/v1/smart-processes' });
@@ -110,7 +112,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(keyRoutes, { prefix: '/v1/keys' });
   await app.register(portalRoutes, { prefix: '/v1/portals' });
   await app.register(sessionRoutes, { prefix: '/v1/sessions' });
-  app.get('/health', { schema: { hide: true } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
+  app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();
   return app;
 }

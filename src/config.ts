@@ -10,6 +10,15 @@ export interface Config {
   bootstrapManagementKey: string | null;
   trustProxy: string[] | null;
   bodyLimit: number;
+  /** Slow clients: the headers must arrive within this (ms), the whole request within requestTimeoutMs; an idle keep-alive connection is closed after keepAliveTimeoutMs. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Load shedding (@fastify/under-pressure): 503 when the mean event-loop delay (ms) or utilization (0..1) is over these; 0 = off. */
+  maxEventLoopDelayMs: number;
+  maxEventLoopUtilization: number;
+  /** How often the event loop is sampled (ms). */
+  pressureSampleIntervalMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -21,8 +30,21 @@ function parsePort(value: string | undefined): number {
   return port;
 }
 
+function parseNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number, integer = true): number {
+  const value = env[name];
+  if (value === undefined || value.trim() === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
+    throw new ConfigError(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const trustProxy = env.TRUST_PROXY?.trim();
+  const headersTimeoutMs = parseNumber(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
+  const requestTimeoutMs = parseNumber(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000);
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not be longer than REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
   return {
     port: parsePort(env.PORT),
     host: env.HOST || '127.0.0.1',
@@ -33,5 +55,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapManagementKey: env.SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY || null,
     trustProxy: trustProxy ? trustProxy.split(',').map((s) => s.trim()).filter(Boolean) : null,
     bodyLimit: 1024 * 1024,
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: parseNumber(env, 'KEEP_ALIVE_TIMEOUT_MS', 72_000, 100, 3_600_000),
+    maxEventLoopDelayMs: parseNumber(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 600_000),
+    maxEventLoopUtilization: parseNumber(env, 'MAX_EVENT_LOOP_UTILIZATION', 0, 0, 1, false),
+    pressureSampleIntervalMs: 1000,
   };
 }

@@ -22,6 +22,7 @@ export const ERROR_TABLE = {
   ROUTE_NOT_FOUND: { status: 404, when: 'No such route.', action: 'See GET /v1/openapi.json for the routes.' },
   METHOD_NOT_ALLOWED: { status: 405, when: 'The route exists but not with this method; see the Allow header.', action: 'Use a method from the Allow header.' },
   PORTAL_NOT_EMPTY: { status: 409, when: 'A portal that still has keys or types was asked to be deleted without ?force=true (beyond the hosted API).', action: 'Delete its keys and types first, or send ?force=true.' },
+  REQUEST_TIMEOUT: { status: 408, when: 'The request (its headers or its body) did not arrive within the time limit (beyond the hosted API).', action: 'Send the whole request promptly; see HEADERS_TIMEOUT_MS and REQUEST_TIMEOUT_MS.' },
   PRECONDITION_FAILED: { status: 412, when: 'If-Match did not match the current version (beyond the hosted API).', action: 'GET the current card, re-apply your change, send again with the new ETag.' },
   PAYLOAD_TOO_LARGE: { status: 413, when: 'The body is over the limit (1 MiB).', action: 'Send a smaller body.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, when: 'A body that is not application/json.', action: 'Send Content-Type: application/json.' },
@@ -29,7 +30,7 @@ export const ERROR_TABLE = {
   RATE_LIMITED: { status: 429, when: "The key is over its requestsPerSecond.", action: 'Wait `retryAfter` seconds (also in Retry-After).' },
   INTERNAL_ERROR: { status: 500, when: 'A bug. The message hides internals; the log has the request id.', action: 'Report it with the requestId.' },
   BITRIX_UNAVAILABLE: { status: 502, when: 'The real portal could not be reached or kept failing; a write may or may not have happened.', action: 'Check the state, then retry.' },
-  SERVICE_UNAVAILABLE: { status: 503, when: 'The store is down or the server is shutting down.', action: 'Retry after `retryAfter` seconds.' },
+  SERVICE_UNAVAILABLE: { status: 503, when: 'The store is down, the server is overloaded or shutting down.', action: 'Retry after `retryAfter` seconds.' },
   QUEUE_TIMEOUT: { status: 504, when: "A request waited too long for the portal's rate budget.", action: 'Retry after `retryAfter` seconds.' },
 } as const satisfies Record<string, { status: number; when: string; action: string }>;
 
