@@ -3,7 +3,7 @@ import path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, type Compilable, type CompiledQuery, type Generated, type Transaction } from 'kysely';
-import { WriteBatch } from './write-batch.js';
+import { guardAgainstSelfWait, WriteBatch } from './write-batch.js';
 
 export interface PortalsTable {
   id: Generated<number>;
@@ -157,7 +157,7 @@ function openSqlite(file: string): Store {
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
   const cached = withStatementCache(database);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached }) });
+  const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect({ database: cached }) });
   const dataVersion = database.prepare('PRAGMA data_version').pluck();
   const writes = new WriteBatch(db, {
     run<R>(query: { sql: string; parameters: readonly unknown[] }, parameters = query.parameters): R[] {
@@ -169,6 +169,13 @@ function openSqlite(file: string): Store {
     inTransaction: () => database.inTransaction,
   });
   return { db, dialect: 'sqlite', dataVersion: () => dataVersion.get() as number, writes, describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
+}
+
+/** Kysely's SQLite dialect whose driver fails loudly where a batched write would wait for itself. */
+class GuardedSqliteDialect extends SqliteDialect {
+  override createDriver() {
+    return guardAgainstSelfWait(super.createDriver());
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DatabaseConnection, Driver, Kysely } from 'kysely';
 import type { Database, Runner } from './database.js';
 
 /** What the batch needs of the SQLite connection: run a statement, and whether a transaction is open. */
@@ -15,6 +16,65 @@ interface Job {
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** A write of the batch while its `work` runs: whether it has settled. */
+interface RunningWrite {
+  settled: boolean;
+}
+
+/** The write whose `work` is running, seen from anything that work calls (see `guardAgainstSelfWait`). */
+const runningWrite = new AsyncLocalStorage<RunningWrite>();
+
+/** How long a write may wait for Kysely's connection while the batch it belongs to holds it. */
+export const SELF_WAIT_LIMIT_MS = 1000;
+
+export class BatchSelfWaitError extends Error {
+  constructor() {
+    super(
+      'A write in the SQLite write batch awaited a query outside the runner it was given: that query waits for the connection the batch holds, so the write would never finish. ' +
+        'Build statements with Kysely and run them through the write\'s runner (see write-batch.ts).',
+    );
+    this.name = 'BatchSelfWaitError';
+  }
+}
+
+/**
+ * Kysely's SQLite driver, made to fail loudly instead of hanging: a query started from a
+ * write's `work` waits for the connection the batch holds. If that write has not settled
+ * within SELF_WAIT_LIMIT_MS, it is waiting for its own query (nothing else can keep a
+ * write of a few synchronous statements running that long): the query fails with
+ * BatchSelfWaitError, which fails that write alone (rolled back to its savepoint).
+ * A query the write starts without awaiting it simply runs after the batch.
+ */
+export function guardAgainstSelfWait(driver: Driver): Driver {
+  const acquire = driver.acquireConnection.bind(driver);
+  driver.acquireConnection = () => {
+    const write = runningWrite.getStore();
+    const acquired = acquire();
+    if (!write || write.settled) return acquired;
+    return new Promise<DatabaseConnection>((resolve, reject) => {
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        if (write.settled) return;
+        timedOut = true;
+        reject(new BatchSelfWaitError());
+      }, SELF_WAIT_LIMIT_MS);
+      acquired.then(
+        (connection) => {
+          clearTimeout(timer);
+          // Refused already: give the connection back, or the store would stay locked.
+          if (timedOut) void driver.releaseConnection(connection);
+          else resolve(connection);
+        },
+        (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  };
+  return driver;
+}
 
 /** Writes per transaction at most: a bound on how long one batch holds the connection. */
 export const MAX_BATCH = 64;
@@ -47,7 +107,8 @@ const ROLLBACK_TO = statement('rollback to write');
  * The statements run on the raw connection (no Kysely layers per statement) while the
  * batch holds Kysely's connection, so Kysely's own queries wait for the batch instead
  * of running inside its transaction. A write's `work` must use only the `run` it is
- * given; awaiting a Kysely query inside it would wait for the batch itself.
+ * given; awaiting a Kysely query inside it would wait for the batch itself, so such a
+ * query fails with BatchSelfWaitError after SELF_WAIT_LIMIT_MS (`guardAgainstSelfWait`).
  */
 export class WriteBatch {
   /** Counts the batches' transactions: writes that see the same number share one transaction (and SQLite's write lock). */
@@ -96,8 +157,9 @@ export class WriteBatch {
       this.transactionNumber++;
       for (const job of jobs) {
         if (!alone) this.connection.run(SAVEPOINT);
+        const write: RunningWrite = { settled: false };
         try {
-          outcomes.push({ ok: true, value: await job.work(run) });
+          outcomes.push({ ok: true, value: await runningWrite.run(write, () => job.work(run)).finally(() => (write.settled = true)) });
           if (!alone) this.connection.run(RELEASE);
         } catch (error) {
           // SQLite may have ended the transaction itself (a full disk, for one): then the batch is lost.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { sql, type CompiledQuery } from 'kysely';
 import { openStore, type Runner, type Store } from '../../src/store/database.js';
-import { MAX_BATCH } from '../../src/store/write-batch.js';
+import { BatchSelfWaitError, MAX_BATCH, SELF_WAIT_LIMIT_MS } from '../../src/store/write-batch.js';
 
 /** Group commit exists only on the SQLite store (PostgreSQL runs each write in a transaction of its own). */
 describe('SQLite write batch (group commit)', () => {
@@ -143,6 +143,25 @@ describe('SQLite write batch (group commit)', () => {
     });
     await assert.rejects(write, /abandon/);
     assert.deepEqual(await readDuringBatch, []);
+  });
+
+  it('a write that awaits a query outside its runner fails loudly (it would wait for itself) and the store goes on', async () => {
+    const started = Date.now();
+    const [misused, neighbour] = await Promise.allSettled([
+      batch().submit(async (run) => {
+        await insert(run, 'misused', 'half-written');
+        return stored();
+      }),
+      batch().submit(async (run) => insert(run, 'neighbour', 'v')),
+    ]);
+    assert.equal(misused.status, 'rejected');
+    assert.ok((misused as PromiseRejectedResult).reason instanceof BatchSelfWaitError, String((misused as PromiseRejectedResult).reason));
+    assert.match((misused as PromiseRejectedResult).reason.message, /runner/);
+    assert.ok(Date.now() - started < SELF_WAIT_LIMIT_MS + 2000, 'it fails within the limit');
+    assert.equal(neighbour.status, 'fulfilled');
+    assert.deepEqual(await stored(), ['neighbour=v'], 'the misused write was rolled back alone');
+    await batch().submit(async (run) => insert(run, 'after', 'v'));
+    assert.deepEqual(await stored(), ['after=v', 'neighbour=v'], 'the store is not left locked');
   });
 
   it(`takes at most ${MAX_BATCH} writes per transaction and runs the rest in the next one`, async () => {
