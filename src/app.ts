@@ -73,6 +73,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
 
+  store.log = app.log;
   const services: Services = {
     store,
     access: new AccessService(store, new KeyRateLimiter(redis), bus, options.keyCacheTtlMs),
