@@ -43,7 +43,11 @@ export class RedisConnection {
   readonly shown: string;
   private state: 'starting' | 'up' | 'down' = 'starting';
 
-  constructor(url: string, private readonly log: WarnLog) {
+  /** What serving without Redis means, for the warning; the CLI says it its own way. */
+  private readonly consequence: string;
+
+  constructor(url: string, private readonly log: WarnLog, options: { consequence?: string } = {}) {
+    this.consequence = options.consequence ?? 'Serving without it: rate limits are counted in memory by each instance, and other instances see key changes within 1 s (key cache); reconnecting in the background';
     this.shown = maskRedisUrl(url);
     this.client = new Redis(url, {
       enableOfflineQueue: false,
@@ -69,7 +73,7 @@ export class RedisConnection {
     this.state = 'down';
     this.log.warn(
       { redis: this.shown, reason },
-      `Redis at ${this.shown} (REDIS_URL) is unreachable: ${reason}. Serving without it: rate limits are counted in memory by each instance, and other instances see key changes within 1 s (key cache); reconnecting in the background`,
+      `Redis at ${this.shown} (REDIS_URL) is unreachable: ${reason}. ${this.consequence}`,
     );
   }
 

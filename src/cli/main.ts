@@ -17,7 +17,7 @@ import { migrate } from '../store/migrations/index.js';
 async function withServices<T>(work: (s: { keys: KeysService; portals: PortalsService }) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const store = openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const connection = config.redisUrl ? new RedisConnection(config.redisUrl, stderrLog) : null;
+  const connection = config.redisUrl ? new RedisConnection(config.redisUrl, stderrLog, { consequence: 'Changes are made in the store all the same; running servers see them within 1 s (key cache).' }) : null;
   const bus = new InvalidationBus(connection?.client ?? null, stderrLog);
   try {
     await migrate(store);

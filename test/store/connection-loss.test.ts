@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
 import { createTestApp, json } from '../helpers/app.js';
+import { freePort } from '../helpers/redis-server.js';
 import { expectError } from '../helpers/expect.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { TEST_DATABASE_URL, TEST_DIALECT } from '../helpers/test-store.js';
@@ -129,5 +132,16 @@ describe('PostgreSQL connections lost under a running server', () => {
       await t.close();
       await proxy.close();
     }
+  });
+});
+
+describe('PostgreSQL unreachable when the server starts', () => {
+  it('the start fails with a message that names the store (password masked) and the cause', async () => {
+    const databaseUrl = `postgres://smartproc:s3cret-pg-pass@127.0.0.1:${await freePort()}/nowhere`; // nothing listens there
+    await assert.rejects(buildApp({ config: { ...loadConfig({}), databaseUrl, redisUrl: null }, logger: false }), (error: Error) => {
+      assert.match(error.message, /^Cannot open the store \(PostgreSQL 127\.0\.0\.1:\d+\/nowhere\): connect ECONNREFUSED/);
+      assert.doesNotMatch(error.message, /s3cret-pg-pass/);
+      return true;
+    });
   });
 });
