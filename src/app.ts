@@ -2,11 +2,11 @@ import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
 import ajvFormats from 'ajv-formats';
-import { Redis } from 'ioredis';
 import { AccessService } from './access/access-service.js';
 import { InvalidationBus } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
 import { KeyRateLimiter } from './access/rate-limiter.js';
+import { RedisConnection } from './access/redis.js';
 import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
@@ -54,10 +54,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrate(store);
-  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false }) : null;
-  const bus = new InvalidationBus(redis);
-  await bus.start();
-
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel },
     bodyLimit: config.bodyLimit,
@@ -74,9 +70,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keepAliveTimeout: config.keepAliveTimeoutMs,
   });
 
+  store.log = app.log;
+  // Without Redis the server starts all the same (degraded, one warning) and reconnects in the background: docs/operations.md.
+  const connection = config.redisUrl ? new RedisConnection(config.redisUrl, app.log) : null;
+  const redis = connection?.client ?? null;
+  const bus = new InvalidationBus(redis, app.log);
+  await bus.start(connection && (await connection.connected()) ? undefined : 0);
+
   const services: Services = {
     store,
-    access: new AccessService(store, new KeyRateLimiter(redis), bus, options.keyCacheTtlMs),
+    access: new AccessService(store, new KeyRateLimiter(redis, { log: app.log }), bus, options.keyCacheTtlMs),
     keys: new KeysService(store, bus),
     portals: new PortalsService(store, bus),
     portalRegistry: new PortalRegistry(store, bus),
@@ -84,7 +87,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('services', services);
   app.addHook('onClose', async () => {
     await bus.stop();
-    redis?.disconnect();
+    connection?.disconnect();
     if (!options.store) await store.close();
   });
 

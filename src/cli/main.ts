@@ -1,11 +1,12 @@
 import { Command, Option } from 'commander';
-import { Redis } from 'ioredis';
 import { BootstrapError } from '../access/bootstrap.js';
 import { InvalidationBus } from '../access/invalidation.js';
+import { RedisConnection } from '../access/redis.js';
 import { presentKey, type KeyRecord } from '../access/key-model.js';
 import { KeysService, type KeyChanges, type KeyInput } from '../access/keys-service.js';
 import { version } from '../app.js';
 import { ConfigError, loadConfig } from '../config.js';
+import { stderrLog } from '../log-throttle.js';
 import { ApiError } from '../errors.js';
 import { PortalsService } from '../portals/portals-service.js';
 import { banner, closeOnSignals, startServer } from '../server.js';
@@ -16,13 +17,14 @@ import { migrate } from '../store/migrations/index.js';
 async function withServices<T>(work: (s: { keys: KeysService; portals: PortalsService }) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const store = openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 2 }) : null;
-  const bus = new InvalidationBus(redis);
+  const connection = config.redisUrl ? new RedisConnection(config.redisUrl, stderrLog, { consequence: 'Changes are made in the store all the same; running servers see them within 1 s (key cache).' }) : null;
+  const bus = new InvalidationBus(connection?.client ?? null, stderrLog);
   try {
     await migrate(store);
+    await connection?.connected();
     return await work({ keys: new KeysService(store, bus), portals: new PortalsService(store, bus) });
   } finally {
-    redis?.disconnect();
+    connection?.disconnect();
     await store.close();
   }
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, type Compilable, type CompiledQuery, type Generated, type Transaction } from 'kysely';
+import { LogThrottle, stderrLog, type WarnLog } from '../log-throttle.js';
 import { guardAgainstSelfWait, WriteBatch } from './write-batch.js';
 
 export interface PortalsTable {
@@ -127,6 +128,8 @@ export interface Store {
   /** PostgreSQL only: the schema chosen with `?schema=` (created by the migrations). */
   schema?: string | null;
   describe: string;
+  /** Where the store reports connections it lost (PostgreSQL); buildApp points it at the server's log. */
+  log: WarnLog;
   close(): Promise<void>;
 }
 
@@ -168,7 +171,7 @@ function openSqlite(file: string): Store {
     },
     inTransaction: () => database.inTransaction,
   });
-  return { db, dialect: 'sqlite', dataVersion: () => dataVersion.get() as number, writes, describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, close: () => db.destroy() };
+  return { db, dialect: 'sqlite', dataVersion: () => dataVersion.get() as number, writes, describe: file === ':memory:' ? 'SQLite (in memory)' : `SQLite ${path.resolve(file)}`, log: stderrLog, close: () => db.destroy() };
 }
 
 /** Kysely's SQLite dialect whose driver fails loudly where a batched write would wait for itself. */
@@ -199,9 +202,19 @@ function withStatementCache(database: Sqlite.Database) {
   };
 }
 
+/** How long a request waits for a PostgreSQL connection (a new one, or a free one of the pool) before it answers 503. */
+export const PG_CONNECT_TIMEOUT_MS = 5000;
+
 /**
  * `?schema=NAME` in DATABASE_URL selects (and creates) a PostgreSQL schema,
  * so that several smartproc stores can share one database (used by the tests).
+ *
+ * PostgreSQL may close any connection at any time (restart, failover,
+ * pg_terminate_backend, a proxy's idle timeout). pg reports that as an 'error' event
+ * on the pool (an idle connection) or on the client (one checked out between two
+ * statements); an 'error' event nobody listens to ends the process. Both are heard
+ * here: the pool drops the dead connection and opens a new one for the next query,
+ * and the statement that was running fails, which the error handler answers with 503.
  */
 function openPostgres(databaseUrl: string): Store {
   const url = new URL(databaseUrl);
@@ -212,9 +225,20 @@ function openPostgres(databaseUrl: string): Store {
     connectionString: url.toString(),
     max: 10,
     options: schema ? `-c search_path=${schema}` : undefined,
+    connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+    keepAlive: true,
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const shown = new URL(url.toString());
   if (shown.password) shown.password = '***';
-  return { db, dialect: 'postgres', schema, describe: `PostgreSQL ${shown.host}${shown.pathname}${schema ? ` schema ${schema}` : ''}`, close: () => db.destroy() };
+  const describe = `PostgreSQL ${shown.host}${shown.pathname}${schema ? ` schema ${schema}` : ''}`;
+  const lost = new LogThrottle(10_000);
+  const onLost = (error: Error) => {
+    const held = lost.pass();
+    if (held !== null) store.log.warn({ err: error, store: describe, ...(held ? { alsoLost: held } : {}) }, `PostgreSQL closed a connection (${error.message}); the next query opens a new one`);
+  };
+  pool.on('error', onLost);
+  pool.on('connect', (client) => client.on('error', onLost));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const store: Store = { db, dialect: 'postgres', schema, describe, log: stderrLog, close: () => db.destroy() };
+  return store;
 }

@@ -40,7 +40,7 @@ describe('per-key rate limit in memory: a fixed 1-second window from the first r
   });
 
   it('holds a bounded number of windows: ended ones are dropped first', () => {
-    const limiter = new KeyRateLimiter(null, 3);
+    const limiter = new KeyRateLimiter(null, { maxWindows: 3 });
     for (const key of ['a', 'b', 'c']) consume(limiter, key, 1);
     mock.timers.tick(1000);
     consume(limiter, 'd', 1);

@@ -29,10 +29,12 @@ export interface TestApp {
 export interface TestAppOptions {
   config?: Partial<Config>;
   keyCacheTtlMs?: number;
+  /** PostgreSQL only: reach the store through this port of 127.0.0.1 (see test/helpers/tcp-proxy.ts). */
+  storePort?: number;
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
-  const testStore = openTestStore();
+  const testStore = openTestStore({ port: options.storePort });
   const config: Config = { ...loadConfig({}), redisUrl: null, ...options.config };
   const app = await buildApp({ config, store: testStore.store, logger: false, keyCacheTtlMs: options.keyCacheTtlMs });
   const { keys, portals } = app.services;

@@ -16,7 +16,12 @@ export interface TestStore {
   drop(): Promise<void>;
 }
 
-export function openTestStore(): TestStore {
+export interface TestStoreOptions {
+  /** PostgreSQL only: reach the server through this port of 127.0.0.1 (a proxy the test can cut). */
+  port?: number;
+}
+
+export function openTestStore(options: TestStoreOptions = {}): TestStore {
   if (!TEST_DATABASE_URL) {
     const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: ':memory:' });
     return { store, databaseUrl: null, drop: () => store.close() };
@@ -24,6 +29,10 @@ export function openTestStore(): TestStore {
   const schema = `t_${crypto.randomBytes(6).toString('hex')}`;
   const url = new URL(TEST_DATABASE_URL);
   url.searchParams.set('schema', schema);
+  if (options.port) {
+    url.hostname = '127.0.0.1';
+    url.port = String(options.port);
+  }
   const store = openStore({ databaseUrl: url.toString(), dataDir: '.' });
   return {
     store,

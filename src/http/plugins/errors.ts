@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import FindMyWay from 'find-my-way';
 import { ApiError, validationError, type ErrorCode } from '../../errors.js';
+import { LogThrottle } from '../../log-throttle.js';
 import { detailsFromAjv } from './validation-errors.js';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -17,7 +18,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', '53300', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL']);
 
 function isUnavailable(error: { code?: unknown; message?: string }): boolean {
-  return (typeof error.code === 'string' && UNAVAILABLE_CODES.has(error.code)) || /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/i.test(error.message ?? '');
+  return (typeof error.code === 'string' && UNAVAILABLE_CODES.has(error.code)) || /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|is not queryable/i.test(error.message ?? '');
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -112,9 +113,12 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
     done(new ApiError('SERVICE_UNAVAILABLE', 'The server is shutting down', { retryAfter: 1 }));
   });
 
+  // While the store is down every request fails the same way: one line per 10 s, not one per request.
+  const unavailable = new LogThrottle(10_000);
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     if (isUnavailable(error)) {
-      request.log.warn({ err: error, requestId: request.id }, 'store unavailable');
+      const held = unavailable.pass();
+      if (held !== null) request.log.warn({ err: error, requestId: request.id, ...(held ? { alsoUnavailable: held } : {}) }, 'store unavailable: answering 503');
       return sendError(request, reply, new ApiError('SERVICE_UNAVAILABLE', 'The store is unavailable; retry shortly', { retryAfter: 1 }));
     }
     const apiError = toApiError(error);

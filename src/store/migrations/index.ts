@@ -11,7 +11,9 @@ function migrations(store: Store): Record<string, Migration> {
 
 export async function migrate(store: Store): Promise<void> {
   if (store.dialect === 'postgres' && store.schema) {
-    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(store.db);
+    await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(store.db).catch((error: unknown) => {
+      throw new Error(`Cannot open the store (${store.describe}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    });
   }
   const migrator = new Migrator({
     db: store.db,
@@ -22,6 +24,8 @@ export async function migrate(store: Store): Promise<void> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
-    throw new Error(`Migration ${failed?.migrationName ?? ''} failed: ${error instanceof Error ? error.message : String(error)}`);
+    const message = error instanceof Error ? error.message : String(error);
+    // No migration ran: the store could not be reached (or its migration table read).
+    throw new Error(failed ? `Migration ${failed.migrationName} failed: ${message}` : `Cannot open the store (${store.describe}): ${message}`, { cause: error });
   }
 }
