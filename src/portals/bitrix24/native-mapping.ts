@@ -403,8 +403,8 @@ export function toNativeAddFields(draft: TypeDraft): NativeTypeFields {
  * linkedUserFields in full when the client sent it, together with isUseInUserfieldEnabled
  * "Y" when the type has it after the PATCH (crm.type.add says the map is only considered
  * when isUseInUserfieldEnabled = 'Y' "is passed": passing it again covers the reading where
- * it must be in the same request); relations per side present, predefined entries (under
- * the flags after the PATCH) left out. Never sent: entityTypeId (the portal drops it on
+ * it must be in the same request); relations when the client sent a side: both sides (see
+ * relationsToSend), predefined entries (under the flags after the PATCH) left out. Never sent: entityTypeId (the portal drops it on
  * update), customSectionId (write-once), customSections, isExternal, read-only fields,
  * NATIVE_UNWRITABLE_FLAGS.
  *
@@ -420,11 +420,28 @@ export function toNativeUpdateFields(patch: TypePatch, current: TypeCard): Nativ
     fields.linkedUserFields = toNativeLinkedUserFields(patch.linkedUserFields);
     if (hasFlag(nextFlags, 'isUseInUserfieldEnabled')) fields.isUseInUserfieldEnabled = 'Y';
   }
-  if (patch.relations) {
-    const relations = toNativeRelations(patch.relations, nextFlags);
-    if (relations) fields.relations = relations;
-  }
+  const relations = relationsToSend(patch, current);
+  if (relations) fields.relations = toNativeRelations(relations, nextFlags);
   return fields;
+}
+
+/**
+ * The relations a PATCH sends: the sides the client sent, and the other side as the card
+ * holds it (non-predefined edges), or undefined when the PATCH has no side. crm.type.update
+ * says relation settings "must be passed in full; they are completely overwritten", while
+ * the reference (bitrix24.md) reads it per side (an absent side is left alone). Sending the
+ * untouched side unchanged gives the same result under both readings. Pass the result to
+ * compareRelations after the write: the untouched side is then checked as well (its entries
+ * carry the location current.relations.<side>[i]).
+ */
+export function relationsToSend(patch: TypePatch, current: TypeCard): RelationsChange | undefined {
+  const sent = patch.relations;
+  if (!sent || (!sent.parent && !sent.child)) return undefined;
+  const unchanged = (side: RelationSide): RelationEntry[] =>
+    current.relations[side]
+      .filter((r) => !r.isPredefined)
+      .map((r, i) => ({ entityTypeId: r.entityTypeId, isChildrenListEnabled: r.isChildrenListEnabled, location: `current.relations.${side}[${i}]` }));
+  return { parent: sent.parent ?? unchanged('parent'), child: sent.child ?? unchanged('child') };
 }
 
 /**
@@ -508,10 +525,10 @@ export interface RelationMismatch {
 
 /**
  * Which requested edges the card read back after a write does not show as requested.
- * `requested` is the request's relations (TypeDraft.relations / TypePatch.relations);
- * predefined entries are left out under the card's flags, as the write left them out, and
- * the card's predefined entries are not compared. Only the sides present in the request
- * are compared. Empty = everything stuck.
+ * `requested` is what was sent: TypeDraft.relations for a create, relationsToSend(patch,
+ * before) for a PATCH. Predefined entries are left out under the card's flags, as the write
+ * left them out, and the card's predefined entries are not compared. Only the sides present
+ * in `requested` are compared. Empty = everything stuck.
  */
 export function compareRelations(requested: RelationsChange, cardAfter: TypeCard): RelationMismatch[] {
   const mismatches: RelationMismatch[] = [];
@@ -526,8 +543,10 @@ export function compareRelations(requested: RelationsChange, cardAfter: TypeCard
       else if (kept !== entry.isChildrenListEnabled) mismatches.push({ side, entityTypeId: entry.entityTypeId, kind: 'childrenListNotKept', location: entry.location, requested: entry.isChildrenListEnabled, actual: kept });
     }
     const requestedIds = new Set(entries.map((e) => e.entityTypeId));
+    // The side's own location: body.relations.<side>, or current.relations.<side> for a side relationsToSend filled in.
+    const sideLocation = entries.length ? entries[0].location.replace(/\[\d+\]$/, '') : `relations.${side}`;
     for (const [entityTypeId, isChildrenListEnabled] of actual) {
-      if (!requestedIds.has(entityTypeId)) mismatches.push({ side, entityTypeId, kind: 'notRemoved', location: `body.relations.${side}`, actual: isChildrenListEnabled });
+      if (!requestedIds.has(entityTypeId)) mismatches.push({ side, entityTypeId, kind: 'notRemoved', location: sideLocation, actual: isChildrenListEnabled });
     }
   }
   return mismatches;

@@ -18,6 +18,7 @@ import {
   notKeptError,
   parseNativeTime,
   patchChangesCard,
+  relationsToSend,
   toNativeAddFields,
   toNativeUpdateFields,
   typeOfResult,
@@ -365,22 +366,38 @@ describe('TypePatch → crm.type.update fields (toNativeUpdateFields)', () => {
     assert.ok(!('linkedUserFields' in toNativeUpdateFields(patchOf({ title: 'x' }), current)), 'not sent when the client did not send it');
   });
 
-  it('relations: each side present, "true"/"false", predefined entries left out under the flags after the PATCH', () => {
+  it('relations: the sides sent, "true"/"false", predefined entries left out under the flags after the PATCH; the other side as the card holds it', () => {
     assert.deepEqual(toNativeUpdateFields(patchOf({ relations: { parent: [{ entityTypeId: 2, isChildrenListEnabled: true }] } }), current), {
-      relations: { parent: [{ entityTypeId: 2, isChildrenListEnabled: 'true' }] },
+      relations: { parent: [{ entityTypeId: 2, isChildrenListEnabled: 'true' }], child: [] },
     });
-    assert.deepEqual(toNativeUpdateFields(patchOf({ relations: { child: [] } }), current), { relations: { child: [] } });
+    assert.deepEqual(toNativeUpdateFields(patchOf({ relations: { child: [] } }), current), { relations: { parent: [], child: [] } });
     assert.deepEqual(toNativeUpdateFields(patchOf({ relations: {} }), current), {});
     // isClientEnabled turned on in the same PATCH: 3 and 4 become predefined and are not sent.
     assert.deepEqual(toNativeUpdateFields(patchOf({ isClientEnabled: true, relations: { parent: [{ entityTypeId: 3 }, { entityTypeId: 4 }, { entityTypeId: 1 }] } }), current), {
       isClientEnabled: 'Y',
-      relations: { parent: [{ entityTypeId: 1, isChildrenListEnabled: 'false' }] },
+      relations: { parent: [{ entityTypeId: 1, isChildrenListEnabled: 'false' }], child: [] },
     });
     // isPaymentsEnabled comes from the card (the portal reports it; smartproc cannot send it).
+    // The parent side is not in the PATCH: it goes as the card holds it, its predefined 3 and 4 left out.
     const payments = fromNativeCard({ ...clone(DOCS_GET_CARD), isPaymentsEnabled: 'Y' });
     assert.deepEqual(toNativeUpdateFields(patchOf({ relations: { child: [{ entityTypeId: 14, isChildrenListEnabled: true }, { entityTypeId: 2 }] } }), payments), {
-      relations: { child: [{ entityTypeId: 2, isChildrenListEnabled: 'false' }] },
+      relations: {
+        parent: [{ entityTypeId: 1, isChildrenListEnabled: 'true' }, { entityTypeId: 2, isChildrenListEnabled: 'true' }, { entityTypeId: 31, isChildrenListEnabled: 'true' }],
+        child: [{ entityTypeId: 2, isChildrenListEnabled: 'false' }],
+      },
     });
+  });
+
+  it('relationsToSend: undefined without a side; the untouched side carries current.relations locations', () => {
+    const card = fromNativeCard(DOCS_GET_CARD);
+    assert.equal(relationsToSend(patchOf({ title: 'x' }), card), undefined);
+    assert.equal(relationsToSend(patchOf({ relations: {} }), card), undefined);
+    const sent = relationsToSend(patchOf({ relations: { parent: [{ entityTypeId: 1 }] } }), card)!;
+    assert.deepEqual(sent.parent!.map((e) => e.location), ['body.relations.parent[0]']);
+    assert.deepEqual(sent.child, [
+      { entityTypeId: 3, isChildrenListEnabled: true, location: 'current.relations.child[0]' },
+      { entityTypeId: 4, isChildrenListEnabled: false, location: 'current.relations.child[1]' },
+    ]);
   });
 });
 
@@ -420,6 +437,19 @@ describe('read-back after a write', () => {
       { side: 'parent', entityTypeId: 1040, kind: 'dropped', location: 'body.relations.parent[1]', requested: false },
       { side: 'parent', entityTypeId: 31, kind: 'notRemoved', location: 'body.relations.parent', actual: false },
       { side: 'child', entityTypeId: 1, kind: 'dropped', location: 'body.relations.child[0]', requested: false },
+    ]);
+  });
+
+  it('a side the PATCH did not touch is checked too: an edge it lost is named at current.relations', () => {
+    const before = card({ parent: [rel(2, 'Y')], child: [rel(1), rel(1040, 'Y')] });
+    const sent = relationsToSend(patchOf({ relations: { parent: [{ entityTypeId: 2, isChildrenListEnabled: true }] } }), before)!;
+    const after = card({ parent: [rel(2, 'Y')], child: [rel(1)] });
+    assert.deepEqual(compareRelations(sent, after), [{ side: 'child', entityTypeId: 1040, kind: 'dropped', location: 'current.relations.child[1]', requested: true }]);
+    const wiped = card({ parent: [rel(2, 'Y')], child: [rel(7)] });
+    assert.deepEqual(compareRelations(sent, wiped).map((m) => [m.kind, m.entityTypeId, m.location]), [
+      ['dropped', 1, 'current.relations.child[0]'],
+      ['dropped', 1040, 'current.relations.child[1]'],
+      ['notRemoved', 7, 'current.relations.child'],
     ]);
   });
 
@@ -553,7 +583,8 @@ describe('against a local portal', () => {
       const after = fromNativeCard(nativeFromV1(json(res).data, timeZone, 'UTC'));
       const patch = patchOf(body, etid);
       assert.deepEqual(unkeptFields(expectedAfterPatch(patch, current), after), [], JSON.stringify(body));
-      if (patch.relations) assert.deepEqual(compareRelations(patch.relations, after), [], JSON.stringify(body));
+      const sent = relationsToSend(patch, current);
+      if (sent) assert.deepEqual(compareRelations(sent, after), [], JSON.stringify(body));
       // ETag of the native card moves exactly when the content does.
       assert.equal(after.record.version !== current.record.version, changedLocally, `native ETag on ${JSON.stringify(body)}`);
     }
