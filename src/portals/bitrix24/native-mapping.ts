@@ -404,9 +404,9 @@ export function toNativeAddFields(draft: TypeDraft): NativeTypeFields {
  * "Y" when the type has it after the PATCH (crm.type.add says the map is only considered
  * when isUseInUserfieldEnabled = 'Y' "is passed": passing it again covers the reading where
  * it must be in the same request); relations when the client sent a side: both sides (see
- * relationsToSend), predefined entries (under the flags after the PATCH) left out. Never sent: entityTypeId (the portal drops it on
- * update), customSectionId (write-once), customSections, isExternal, read-only fields,
- * NATIVE_UNWRITABLE_FLAGS.
+ * relationsToSend), predefined entries (under the flags after the PATCH) left out. Never
+ * sent: entityTypeId (the portal drops it on update), customSectionId (write-once),
+ * customSections, isExternal, read-only fields, NATIVE_UNWRITABLE_FLAGS.
  *
  * The result may be {}: do not call the portal then (see patchChangesCard).
  */
