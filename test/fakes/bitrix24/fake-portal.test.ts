@@ -636,6 +636,18 @@ describe('fake Bitrix24: OAuth authorization server (settings/oauth/*.md)', () =
     });
   });
 
+  it('concurrent refreshes with one refresh token: exactly one succeeds, the rest get invalid_grant', async () => {
+    await withFake({}, async (fake) => {
+      const { refresh_token } = fake.oauth.issueTokens();
+      const q = new URLSearchParams({ grant_type: 'refresh_token', client_id: fake.oauth.clientId, client_secret: fake.oauth.clientSecret, refresh_token });
+      const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${fake.oauth.tokenUrl}?${q}`).then(json)));
+      assert.equal(answers.filter((a) => a.status === 200).length, 1);
+      assert.equal(answers.filter((a) => a.body.error === 'invalid_grant').length, 19);
+      assert.equal(fake.stats.tokensRefreshed, 1);
+      assert.equal(fake.oauth.calls.length, 20);
+    });
+  });
+
   it('token endpoint errors: invalid_request, invalid_client, PAYMENT_REQUIRED (oauth/error-codes.md); POST form works too', async () => {
     await withFake({}, async (fake) => {
       const { refresh_token } = fake.oauth.issueTokens();
@@ -720,6 +732,22 @@ describe('fake Bitrix24: fault injection', () => {
       const o = await post(hook, 'crm.type.fields');
       assert.deepEqual([o.status, o.body.error], [503, 'OVERLOAD_LIMIT']);
       assert.deepEqual(fake.inject.pending(), []);
+    });
+  });
+
+  it('error faults reach batch commands one by one, or the whole batch when aimed at "batch"; "*" spares the token endpoint', async () => {
+    await withFake({}, async (fake, hook) => {
+      fake.inject.internalError('crm.type.fields');
+      const b = (await post(hook, 'batch', { cmd: { f: 'crm.type.fields', s: 'scope' } })).body.result;
+      assert.equal(b.result_error.f.error, 'INTERNAL_SERVER_ERROR');
+      assert.ok(b.result.s);
+      fake.inject.overload('batch');
+      assert.equal((await post(hook, 'batch', { cmd: ['scope'] })).status, 503);
+      fake.inject.drop('*');
+      const { refresh_token } = fake.oauth.issueTokens();
+      const q = new URLSearchParams({ grant_type: 'refresh_token', client_id: fake.oauth.clientId, client_secret: fake.oauth.clientSecret, refresh_token });
+      assert.equal((await fetch(`${fake.oauth.tokenUrl}?${q}`)).status, 200);
+      await assert.rejects(post(hook, 'scope'));
     });
   });
 

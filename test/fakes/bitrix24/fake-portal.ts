@@ -713,7 +713,7 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
   function takeFault(method: string, accept: (f: Fault) => boolean, inBatch = false): Fault | null {
     for (const rule of faults) {
       if (rule.remaining <= 0) continue;
-      if (rule.method !== '*' && rule.method !== method) continue;
+      if (rule.method === '*' ? method === 'oauth.token' : rule.method !== method) continue; // '*' = any REST method, not the token endpoint
       if (!accept(rule.fault)) continue;
       if (inBatch && rule.fault.kind !== 'error') continue;
       rule.remaining--;
@@ -805,7 +805,15 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       return fail(e.status, e.code, e.description);
     }
     const { auth: _a, ...methodParams } = params;
-    const outcome = method === 'batch' ? await runBatch(methodParams, principal, record) : await execute(method, methodParams, principal, record);
+    let outcome: Outcome;
+    if (method === 'batch') {
+      const batchFault = takeFault('batch', (f) => f.kind === 'error');
+      if (batchFault?.kind === 'error') {
+        note(`error ${batchFault.error}`);
+        return fail(batchFault.status, batchFault.error, batchFault.description);
+      }
+      outcome = await runBatch(methodParams, principal, record);
+    } else outcome = await execute(method, methodParams, principal, record);
     if (!outcome.ok) return fail(outcome.status, outcome.error, outcome.description);
     const lost = takeFault(method, (f) => f.kind === 'lose-answer');
     if (lost) {
@@ -1175,7 +1183,7 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
     stats,
 
     inject: {
-      /** A fault for the next `times` calls of a method ('*' = any; 'oauth.token' = the token endpoint). */
+      /** A fault for the next `times` calls of a method ('*' = any REST method; 'oauth.token' = the token endpoint, only by name). */
       fault(method: string, fault: Fault, times = 1) {
         faults.push({ method: method === '*' ? '*' : lower(method), fault, remaining: times });
       },
