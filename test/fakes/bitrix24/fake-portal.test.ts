@@ -72,9 +72,11 @@ describe('fake Bitrix24: transport and envelope', () => {
 
       const c = await json(await fetch(`${hook}crm.type.get.json?id=${b.body.result.type.id}`));
       assert.equal(c.body.result.type.title, 'My company');
+      const untyped = await json(await fetch(hook + 'crm.type.add', { method: 'POST', body: new TextEncoder().encode('{"fields":{"title":"x"}}') }));
+      assert.equal(untyped.body.error, 100, 'a body without Content-Type is not read (general-principles.md: pass Content-Type)');
       assert.deepEqual(
         fake.calls.map((x) => x.bodyKind),
-        ['form', 'multipart', 'none'],
+        ['form', 'multipart', 'none', 'other'],
       );
     });
   });

@@ -58,7 +58,8 @@ export async function readParams(req: IncomingMessage, url: URL, body: Buffer): 
     const bodyParams = parsePhpQuery(flat.toString());
     return { params: { ...query, ...bodyParams }, bodyParams, bodyKind: 'multipart' };
   }
-  if (type.includes('application/x-www-form-urlencoded') || type === '') {
+  // A body without a known Content-Type is not read (PHP fills $_POST only for form types).
+  if (type.includes('application/x-www-form-urlencoded')) {
     const bodyParams = parsePhpQuery(body.toString('utf8'));
     return { params: { ...query, ...bodyParams }, bodyParams, bodyKind: 'form' };
   }
