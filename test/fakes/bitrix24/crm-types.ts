@@ -379,6 +379,9 @@ export class TypeStore {
 
   update(t: StoredType, fields: Params, ctx: WriteContext): StoredType {
     if ('title' in fields && String(fields.title ?? '').trim() === '') throw new RestError(400, 'BX_EMPTY_REQUIRED', 'Field "Title" is required');
+    // crm-type-update.md lists error 0 for isExternal = 'true' with an empty customSectionId (the same code as "not found").
+    const external = fields.isExternal === 'true' || fields.isExternal === 'Y' || fields.isExternal === true;
+    if (external && !toInt(fields.customSectionId)) throw new RestError(400, 0, 'Select a workplace where the SPA will be located');
     const rest = { ...fields };
     for (const key of ['entityTypeId', 'customSectionId', 'isExternal'] as const)
       if (key in rest) {

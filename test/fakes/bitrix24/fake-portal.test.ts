@@ -216,12 +216,15 @@ describe('fake Bitrix24: crm.type.* native shapes and quirks', () => {
     });
   });
 
-  it('add: fields missing is 400 error 100; a blank title BX_EMPTY_REQUIRED; isExternal without a workplace is error 0 (crm-type-add.md)', async () => {
+  it('add: fields missing is 400 error 100; a blank title BX_EMPTY_REQUIRED; isExternal without a workplace is error 0 (crm-type-add.md, crm-type-update.md)', async () => {
     await withFake({}, async (_fake, hook) => {
       assert.deepEqual((await post(hook, 'crm.type.add', {})).body, { error: 100, error_description: 'Could not find value for parameter {fields}' });
       assert.equal((await post(hook, 'crm.type.add', { fields: { title: '  ' } })).body.error, 'BX_EMPTY_REQUIRED');
       const ext = await post(hook, 'crm.type.add', { fields: { title: 'X', isExternal: 'true' } });
       assert.deepEqual([ext.status, ext.body.error], [400, 0]);
+      const { id } = (await post(hook, 'crm.type.add', { fields: { title: 'X' } })).body.result.type;
+      const extUpdate = await post(hook, 'crm.type.update', { id, fields: { isExternal: 'true' } });
+      assert.deepEqual([extUpdate.status, extUpdate.body.error, extUpdate.body.error_description], [400, 0, 'Select a workplace where the SPA will be located'], 'crm-type-update.md: error 0 is not only "not found"');
     });
   });
 
