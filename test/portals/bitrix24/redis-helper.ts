@@ -51,8 +51,8 @@ export function freePort(): Promise<number> {
 }
 
 /** A private redis-server of this test (so that it can be killed): null when none is installed. */
-export async function startPrivateRedis(): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> } | null> {
-  const port = await freePort();
+export async function startPrivateRedis(onPort?: number): Promise<{ url: string; port: number; child: ChildProcess; stop(): Promise<void> } | null> {
+  const port = onPort ?? (await freePort());
   let child: ChildProcess;
   try {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
@@ -82,6 +82,7 @@ export async function startPrivateRedis(): Promise<{ url: string; child: ChildPr
   }
   return {
     url: `redis://127.0.0.1:${port}`,
+    port,
     child,
     stop: () =>
       new Promise<void>((resolve) => {
