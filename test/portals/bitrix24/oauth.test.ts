@@ -14,6 +14,7 @@ import {
   type CredentialStore,
   type OAuthCredential,
 } from '../../../src/portals/bitrix24/oauth.js';
+import { PortalBudget } from '../../../src/portals/bitrix24/budget.js';
 import { Bitrix24Error, Bitrix24RestClient } from '../../../src/portals/bitrix24/rest-client.js';
 import { reply, sleep, startStub, type Stub } from './http-stub.js';
 import { client as redisClient, deleteByPrefix, freePort, redisProblem, testPrefix } from './redis-helper.js';
@@ -285,6 +286,18 @@ describe('TokenManager: one refresh per credential, then the call again', () => 
     failSave = false;
     await call(tokens, 2);
     assert.equal((await inner.load()).refreshToken, fake.validRefresh);
+  });
+
+  it('composed with the budget (tokens outside, budget inside): the repeated call takes its own slot', async () => {
+    const store = new MemoryCredentialStore(fake.credential());
+    const tokens = new TokenManager({ store, lockName: 'portal:8', token: { tokenUrl: fake.tokenUrl } });
+    const budget = new PortalBudget({ portalKey: 'portal:8', limits: { burst: 100, perSecond: 50 } });
+    const client = Bitrix24RestClient.oauth('http://127.0.0.1:1/rest/');
+    const refreshesBefore = fake.refreshes;
+    const callsBefore = fake.portalCalls.length;
+    await Promise.all(Array.from({ length: 50 }, (_, i) => tokens.withToken((auth) => budget.run('crm.type.get', () => client.call('crm.type.get', { id: i }, { auth })))));
+    assert.equal(fake.refreshes - refreshesBefore, 1);
+    assert.equal(budget.stats.admitted, fake.portalCalls.length - callsBefore, 'every request the portal saw went through the budget');
   });
 
   it('the manager and the store do not show tokens when inspected', async () => {
