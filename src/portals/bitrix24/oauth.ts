@@ -66,7 +66,8 @@ export interface TokenAnswer {
 /**
  * Where a credential lives (the portal record; the real one comes with the portal store).
  * `replace` is a compare-and-set: it stores `next` only if the stored refresh token is
- * still `previousRefreshToken`, atomically, and says whether it did.
+ * still `previousRefreshToken`, atomically, and says whether it did; a successful replace
+ * also clears a needs-authorization mark.
  */
 export interface CredentialStore {
   load(): Promise<OAuthCredential>;
@@ -288,6 +289,8 @@ export interface TokenManagerOptions {
   waitForOtherMs?: number;
   /** How often the store is read while another instance refreshes (ms), default 50. */
   pollMs?: number;
+  /** After invalid_grant, how long to look for another instance's new pair in the store before calling the token dead (ms), default 1 s. */
+  invalidGrantGraceMs?: number;
   /** A stored expiry this close (ms) counts as passed, default 30 s. */
   expirySkewMs?: number;
   token?: TokenRequestOptions;
@@ -418,9 +421,15 @@ export class TokenManager {
       answer = await refreshTokens(credential, this.options.token);
     } catch (error) {
       if (error instanceof NeedsAuthorizationError) {
-        // Used by another instance meanwhile (no lock)? Then its result is in the store.
-        const stored = await store.load();
-        if (differs(stored, credential)) return this.adopt(stored);
+        // Used by another instance meanwhile (Redis was unreachable, so no lock)? Then its
+        // result reaches the store shortly: look for it a little before calling the token dead.
+        const graceEnds = this.now() + (this.options.invalidGrantGraceMs ?? 1000);
+        for (;;) {
+          const stored = await store.load();
+          if (differs(stored, credential)) return this.adopt(stored);
+          if (this.now() >= graceEnds) break;
+          await sleep(this.options.pollMs ?? 50);
+        }
         this.#deadRefreshToken = credential.refreshToken;
         await store.markNeedsAuthorization?.(credential.refreshToken).catch(() => {});
       }

@@ -247,7 +247,7 @@ describe('TokenManager: one refresh per credential, then the call again', () => 
 
   it('invalid_grant -> NeedsAuthorizationError, the store is told, and the dead token is not sent again', async () => {
     const store = new MemoryCredentialStore(fake.credential({ refreshToken: 'refresh-revoked' }));
-    const tokens = new TokenManager({ store, lockName: 'portal:4', token: { tokenUrl: fake.tokenUrl } });
+    const tokens = new TokenManager({ store, lockName: 'portal:4', invalidGrantGraceMs: 100, token: { tokenUrl: fake.tokenUrl } });
     const refreshesBefore = fake.refreshes;
     const errors = await Promise.all(Array.from({ length: 5 }, (_, i) => call(tokens, i).catch((e) => e)));
     for (const error of errors) assert.ok(error instanceof NeedsAuthorizationError, renderings(error));
@@ -361,6 +361,35 @@ describe('TokenManager across instances (Redis lock + one credential store)', { 
     assert.equal(await lock.tryAcquire('portal:43', 200), null);
     await other();
     assert.ok(await lock.tryAcquire('portal:43', 200));
+  });
+});
+
+describe('TokenManager without a lock (Redis down on both instances)', () => {
+  it('two managers refresh the same token at once: the loser (invalid_grant) takes the winner\'s stored pair, nobody is told to re-authorize', async () => {
+    const fake = await new FakeBitrix().start();
+    try {
+      fake.refreshDelayMs = 0;
+      const store = new MemoryCredentialStore(fake.credential());
+      // The store is slow to save, so the loser's invalid_grant comes before the winner's pair is stored.
+      const slowStore: CredentialStore = {
+        load: () => store.load(),
+        replace: async (previous, next) => {
+          await sleep(150);
+          return store.replace(previous, next);
+        },
+        markNeedsAuthorization: () => store.markNeedsAuthorization(),
+      };
+      const make = () => new TokenManager({ store: slowStore, lockName: 'portal:50', pollMs: 20, token: { tokenUrl: fake.tokenUrl } });
+      const [a, b] = [make(), make()];
+      const client = Bitrix24RestClient.oauth('http://127.0.0.1:1/rest/');
+      const answers = await Promise.all([a, b].map((m, i) => m.withToken((auth) => client.call<{ id: number }>('crm.type.get', { id: i }, { auth }))));
+      assert.deepEqual(answers.map((x) => x.result.id), [0, 1]);
+      assert.equal(fake.refreshes, 2, 'both tried (no lock)');
+      assert.equal(store.needsAuthorization, false);
+      assert.equal(a.stats.adopted + b.stats.adopted, 1);
+    } finally {
+      await fake.close();
+    }
   });
 });
 
