@@ -488,6 +488,7 @@ function parseAnswer<T>(method: string, response: Response, text: string, secret
     body = undefined;
   }
   const record = body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : null;
+  const retryAfterMs = retryAfterOf(response);
   const hasError = record !== null && 'error' in record && record.error !== null && record.error !== undefined;
   if (record && hasError) {
     const code = typeof record.error === 'number' || typeof record.error === 'string' ? record.error : JSON.stringify(record.error).slice(0, 100);
@@ -498,7 +499,7 @@ function parseAnswer<T>(method: string, response: Response, text: string, secret
       status,
       method,
       ...(time ? { time } : {}),
-      ...(retryAfterOf(response) !== undefined ? { retryAfterMs: retryAfterOf(response) } : {}),
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     });
   }
   if (status >= 200 && status < 300 && record && 'result' in record) {
@@ -518,7 +519,7 @@ function parseAnswer<T>(method: string, response: Response, text: string, secret
     status,
     method,
     kind,
-    ...(retryAfterOf(response) !== undefined ? { retryAfterMs: retryAfterOf(response) } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
   });
 }
 
