@@ -10,7 +10,8 @@ import { KeyRateLimiter } from './access/rate-limiter.js';
 import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
-import errorsPlugin, { newRequestId, requestIdFrom } from './http/plugins/errors.js';
+import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
+import inputGuardPlugin, { jsonBodyParser } from './http/plugins/input-guard.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
@@ -62,16 +63,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers['x-request-id'], newRequestId),
-    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
-    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
+    // Null-prototype objects keep keys such as `constructor` or `toString` (refused by name later, not dropped silently).
+    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
+    // strictNumbers: NaN and Infinity are not numbers of any schema.
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never] },
     return503OnClosing: false,
-    clientErrorHandler: (error, socket) => {
-      // The HTTP parser refused the request (e.g. raw non-ASCII in the URL): still answer with the envelope.
-      const body = JSON.stringify({ success: false, error: { code: 'VALIDATION_ERROR', message: `Malformed HTTP request: ${(error as { code?: string }).code ?? 'bad request'}`, hint: 'Percent-encode the URL and check the headers.', requestId: 'req_unparsed' } });
-      if (socket.writable) socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-      else socket.destroy(error);
-    },
+    // Every refusal before a route runs is in the envelope too: the HTTP parser's, the router's.
+    clientErrorHandler,
+    frameworkErrors,
+    // A request without Host reaches the errors plugin, which answers it in the envelope.
+    http: { requireHostHeader: false },
   });
+  app.server.on('connect', refuseConnect).on('checkExpectation', refuseExpectation);
 
   const services: Services = {
     store,
@@ -88,12 +91,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   // JSON only; an empty body is "no body" (PATCH without a body = {}).
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  // Input rules (depth, finite numbers, text without NUL or lone surrogates) in src/domain/input-rules.ts.
+  const jsonParser = jsonBodyParser(app.getDefaultJsonParser('error', 'error'));
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, undefined);
-    return jsonParser(request, body as string, done);
-  });
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => jsonParser(request, body as string, done));
 
   const catalog: CatalogRoute[] = [];
   app.addHook('onRoute', (route) => {
@@ -103,6 +104,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(errorsPlugin);
+  await app.register(inputGuardPlugin);
   await app.register(docsPlugin, { version });
   await app.register(authPlugin, { access: services.access });
   await app.register(smartProcessRoutes, { prefix: '/v1/smart-processes' });
