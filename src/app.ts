@@ -11,7 +11,8 @@ import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
 import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
-import inputGuardPlugin, { jsonBodyParser } from './http/plugins/input-guard.js';
+import { safeTextFormat } from './domain/input-rules.js';
+import { jsonBodyParser } from './http/plugins/input-guard.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
@@ -66,7 +67,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Null-prototype objects keep keys such as `constructor` or `toString` (refused by name later, not dropped silently).
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
     // strictNumbers: NaN and Infinity are not numbers of any schema.
-    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never] },
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never, safeTextFormat as never] },
     return503OnClosing: false,
     // Every refusal before a route runs is in the envelope too: the HTTP parser's, the router's.
     clientErrorHandler,
@@ -104,7 +105,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(errorsPlugin);
-  await app.register(inputGuardPlugin);
   await app.register(docsPlugin, { version });
   await app.register(authPlugin, { access: services.access });
   await app.register(smartProcessRoutes, { prefix: '/v1/smart-processes' });

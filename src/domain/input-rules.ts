@@ -1,4 +1,4 @@
-import { Type, type TNumberOptions } from 'typebox';
+import { Type, type TNumberOptions, type TStringOptions } from 'typebox';
 import { validationError, type ErrorDetail } from '../errors.js';
 
 /**
@@ -49,6 +49,20 @@ export function textProblem(text: string): string | null {
 }
 
 const TEXT_FIX = 'remove the character, or send the text as UTF-8 / well-formed JSON escapes';
+
+/** The Ajv format of text that obeys textProblem (for strings that do not come in a JSON body, e.g. path parameters). */
+export const SAFE_TEXT_FORMAT = 'safe-text';
+
+/** A string schema that refuses NUL and lone surrogates. */
+export function SafeText(options: TStringOptions = {}) {
+  return Type.String({ ...options, format: SAFE_TEXT_FORMAT });
+}
+
+/** Registers SAFE_TEXT_FORMAT on Fastify's Ajv (`ajv.plugins`). */
+export function safeTextFormat(ajv: { addFormat(name: string, format: { type: 'string'; validate: (text: string) => boolean }): unknown }) {
+  ajv.addFormat(SAFE_TEXT_FORMAT, { type: 'string', validate: (text) => textProblem(text) === null });
+  return ajv;
+}
 
 /** `body.a.b[0]`, or `body["odd key"]` when the key is not a plain name (so that the location itself is safe text). */
 export function childLocation(parent: string, key: string | number): string {

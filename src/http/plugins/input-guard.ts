@@ -1,5 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import fp from 'fastify-plugin';
+import type { FastifyRequest } from 'fastify';
 import { jsonInputProblems, MAX_JSON_DEPTH } from '../../domain/input-rules.js';
 import { validationError } from '../../errors.js';
 
@@ -72,15 +71,3 @@ const protoKeyError = () =>
     [{ location: 'body', message: 'holds a key "__proto__", or "constructor" with "prototype" in it: such keys are refused anywhere in a body', fix: 'remove the key: no field of the API has that name' }],
     'Malformed request: the body holds a "__proto__" or "constructor.prototype" key',
   );
-
-/**
- * Path parameters and the query string obey the same text rules as bodies (NUL, lone
- * surrogates): checked once for every route, after the access check and before the body
- * is read (contract order: access, then path parameters). Unknown routes keep their 404.
- */
-export default fp(async function inputGuardPlugin(app: FastifyInstance) {
-  app.addHook('preParsing', (request, _reply, payload, done) => {
-    if (request.is404) return done(null, payload);
-    done(inputRulesError(request.params, 'params') ?? inputRulesError(request.query, 'query'), payload);
-  });
-});

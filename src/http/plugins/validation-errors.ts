@@ -1,4 +1,5 @@
 import type { ErrorObject } from 'ajv';
+import { SAFE_TEXT_FORMAT, textProblem } from '../../domain/input-rules.js';
 import { closestName } from '../../domain/suggest.js';
 import type { ErrorDetail } from '../../errors.js';
 
@@ -55,6 +56,11 @@ export function detailsFromAjv(context: string, errors: AjvError[]): ErrorDetail
             ? `must be ${kind} from ${range.minimum} to ${range.maximum}`
             : `must be ${(e.params as { comparison: string }).comparison} ${(e.params as { limit: number }).limit}`;
         detail = { location: base, message: `${message}; got ${sample(e.data)}` };
+        break;
+      }
+      case 'format': {
+        const problem = (e.params as { format: string }).format === SAFE_TEXT_FORMAT && typeof e.data === 'string' ? textProblem(e.data) : null;
+        detail = { location: base, message: problem ?? e.message ?? 'is invalid' };
         break;
       }
       default:

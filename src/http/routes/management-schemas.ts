@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { MAX_GRACE_SECONDS } from '../../access/keys-service.js';
-import { Int32 } from '../../domain/input-rules.js';
+import { Int32, SafeText } from '../../domain/input-rules.js';
 import { Nullable } from '../../domain/type-schemas.js';
 
 const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
@@ -93,4 +93,4 @@ export const SessionSchema = Type.Object({
   expiresAt: Type.String({ format: 'date-time' }),
 });
 
-export const IdParamsSchema = Type.Object({ id: Type.String() });
+export const IdParamsSchema = Type.Object({ id: SafeText() });
