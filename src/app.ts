@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
@@ -64,8 +65,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers['x-request-id'], newRequestId),
-    // Null-prototype objects keep keys such as `constructor` or `toString` (refused by name later, not dropped silently).
-    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
+    // Nothing of a query string is dropped silently: null-prototype objects keep keys such as `constructor` (refused by
+    // name later), and no parameter is cut off (the header limit bounds the count: each one takes at least 2 bytes).
+    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: http.maxHeaderSize, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
     // strictNumbers: NaN and Infinity are not numbers of any schema.
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never, safeTextFormat as never] },
     return503OnClosing: false,
