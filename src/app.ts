@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
@@ -10,9 +11,10 @@ import { RedisConnection } from './access/redis.js';
 import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
-import { clientErrorHandler } from './http/client-errors.js';
-import errorsPlugin, { newRequestId, requestIdFrom } from './http/plugins/errors.js';
+import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
 import pressurePlugin from './http/plugins/pressure.js';
+import { safeTextFormat } from './domain/input-rules.js';
+import { jsonBodyParser } from './http/plugins/input-guard.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
@@ -60,15 +62,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers['x-request-id'], newRequestId),
-    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: 200, arrayLimit: 200 }) as Record<string, unknown> },
-    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false }, plugins: [ajvFormats as never] },
+    // Nothing of a query string is dropped silently: null-prototype objects keep keys such as `constructor` (refused by
+    // name later), and no parameter is cut off (the header limit bounds the count: each one takes at least 2 bytes).
+    routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: http.maxHeaderSize, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
+    // strictNumbers: NaN and Infinity are not numbers of any schema.
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never, safeTextFormat as never] },
     return503OnClosing: false,
+    // Every refusal before a route runs is in the envelope too: the HTTP parser's, the router's, Node's timeouts.
     clientErrorHandler,
+    frameworkErrors,
+    // A request without Host reaches the errors plugin, which answers it in the envelope.
     // Slow clients (docs/operations.md): Node checks the timeouts every connectionsCheckingInterval.
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs) },
+    http: { requireHostHeader: false, headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs) },
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
   });
+  app.server.on('connect', refuseConnect).on('checkExpectation', refuseExpectation);
 
   store.log = app.log;
   // Without Redis the server starts all the same (degraded, one warning) and reconnects in the background: docs/operations.md.
@@ -92,12 +101,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   // JSON only; an empty body is "no body" (PATCH without a body = {}).
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  // Input rules (depth, finite numbers, text without NUL or lone surrogates) in src/domain/input-rules.ts.
+  const jsonParser = jsonBodyParser(app.getDefaultJsonParser('error', 'error'));
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, undefined);
-    return jsonParser(request, body as string, done);
-  });
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => jsonParser(request, body as string, done));
 
   const catalog: CatalogRoute[] = [];
   app.addHook('onRoute', (route) => {

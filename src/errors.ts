@@ -28,6 +28,7 @@ export const ERROR_TABLE = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, when: 'A body that is not application/json.', action: 'Send Content-Type: application/json.' },
   BITRIX_ERROR: { status: 422, when: 'The portal (emulated or real) rejected the operation; `message` says why.', action: 'Read the message; fix the data.' },
   RATE_LIMITED: { status: 429, when: "The key is over its requestsPerSecond.", action: 'Wait `retryAfter` seconds (also in Retry-After).' },
+  HEADERS_TOO_LARGE: { status: 431, when: 'The request line and headers together are over the limit (16 KiB).', action: 'Send shorter headers; put a long filter in the body of POST /v1/smart-processes/search.' },
   INTERNAL_ERROR: { status: 500, when: 'A bug. The message hides internals; the log has the request id.', action: 'Report it with the requestId.' },
   BITRIX_UNAVAILABLE: { status: 502, when: 'The real portal could not be reached or kept failing; a write may or may not have happened.', action: 'Check the state, then retry.' },
   SERVICE_UNAVAILABLE: { status: 503, when: 'The store is down, the server is overloaded or shutting down.', action: 'Retry after `retryAfter` seconds.' },

@@ -5,6 +5,7 @@ import { RedisConnection } from '../access/redis.js';
 import { presentKey, type KeyRecord } from '../access/key-model.js';
 import { KeysService, type KeyChanges, type KeyInput } from '../access/keys-service.js';
 import { version } from '../app.js';
+import { INT32_MAX } from '../domain/input-rules.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { stderrLog } from '../log-throttle.js';
 import { ApiError } from '../errors.js';
@@ -39,8 +40,9 @@ function table(rows: Record<string, unknown>[], columns: string[]): string {
 
 const KEY_COLUMNS = ['id', 'kind', 'name', 'portalId', 'keyPrefix', 'scopes', 'accessMode', 'requestsPerSecond', 'userId', 'expiresAt'];
 const list = (value: string) => value.split(',').map((s) => s.trim()).filter(Boolean);
+/** A whole number in the 32-bit range of the store's integer columns (the same rule as the API). */
 const integer = (name: string) => (value: string) => {
-  if (!/^\d+$/.test(value)) throw new Error(`${name} must be a whole number, got "${value}"`);
+  if (!/^\d{1,10}$/.test(value) || Number(value) > INT32_MAX) throw new Error(`${name} must be a whole number from 0 to ${INT32_MAX}, got "${value}"`);
   return Number(value);
 };
 

@@ -1,4 +1,5 @@
 import { ApiError, type ErrorDetail } from '../errors.js';
+import { INT32_MAX, INT32_MIN, int32RangeMessage, isInt32, MAX_FILTER_VALUES, MAX_SORT_KEYS, textProblem } from './input-rules.js';
 import { closestName } from './suggest.js';
 import { parseTime } from './time.js';
 import { FIELD_BY_NAME, LIST_FIELD_NAMES, type FieldSpec } from './type-fields.js';
@@ -29,9 +30,11 @@ export interface ListQuery {
 
 export type Source = 'query' | 'body';
 
-const OPERATORS: Record<string, FilterOp> = {
-  $eq: 'eq', $ne: 'ne', $gt: 'gt', $gte: 'gte', $lt: 'lt', $lte: 'lte', $contains: 'contains', $in: 'in',
-};
+/** A Map, not an object literal: an operator named `constructor` or `toString` is unknown, not Object.prototype's. */
+const OPERATORS = new Map<string, FilterOp>([
+  ['$eq', 'eq'], ['$ne', 'ne'], ['$gt', 'gt'], ['$gte', 'gte'], ['$lt', 'lt'], ['$lte', 'lte'], ['$contains', 'contains'], ['$in', 'in'],
+]);
+const OPERATOR_NAMES = [...OPERATORS.keys()];
 const PREFIXES: [string, FilterOp][] = [
   ['>=', 'gte'], ['<=', 'lte'], ['!=', 'ne'], ['>', 'gt'], ['<', 'lt'], ['!', 'ne'], ['%', 'contains'], ['=', 'eq'],
 ];
@@ -44,6 +47,8 @@ export const MAX_LIMIT = 5000;
 class Problems {
   list: ErrorDetail[] = [];
   operatorProblem = false;
+  /** Filter values taken so far (MAX_FILTER_VALUES in all). */
+  filterValues = 0;
   add(location: string, message: string, fix?: string) {
     this.list.push(fix ? { location, message, fix } : { location, message });
   }
@@ -53,6 +58,12 @@ class Problems {
     const first = this.list[0];
     throw new ApiError(code, this.list.length === 1 ? `${first.location}: ${first.message}` : `${this.list.length} problems in the request`, { details: this.list });
   }
+}
+
+/** A value as an error message shows it: JSON, at most 60 characters. */
+function sample(raw: unknown): string {
+  const text = JSON.stringify(raw) ?? String(raw);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -121,10 +132,16 @@ function sortField(name: string, location: string, problems: Problems): string |
 
 function parseSort(sort: unknown, order: unknown, source: Source, root: string, problems: Problems): SortKey[] {
   const keys: SortKey[] = [];
+  const parts = typeof sort === 'string' ? sort.split(',', MAX_SORT_KEYS + 1) : [];
+  const orderNames = isPlainObject(order) ? Object.keys(order) : [];
+  if (parts.length + orderNames.length > MAX_SORT_KEYS) {
+    problems.add(order === undefined ? `${root}.sort` : `${root}.order`, `takes at most ${MAX_SORT_KEYS} sort keys (sort and order together)`, 'sort by fewer fields; ties end by id anyway');
+    return keys;
+  }
   if (sort !== undefined) {
     if (typeof sort !== 'string' || sort.trim() === '') problems.add(`${root}.sort`, 'must be a field name, optionally with a leading "-" for descending (sort=-createdTime)');
     else {
-      for (const part of sort.split(',')) {
+      for (const part of parts) {
         const trimmed = part.trim();
         const descending = trimmed.startsWith('-');
         const name = descending || trimmed.startsWith('+') ? trimmed.slice(1) : trimmed;
@@ -170,11 +187,11 @@ function parseFilter(raw: unknown, source: Source, location: string, timeZone: s
         continue;
       }
       for (const [opName, opValue] of Object.entries(value)) {
-        const op = OPERATORS[opName];
+        const op = OPERATORS.get(opName);
         if (!op) {
           problems.operatorProblem = true;
-          const suggestion = closestName(opName.replace(/^\$?/, '$'), Object.keys(OPERATORS));
-          problems.add(`${keyLocation}.${opName}`, `unknown filter operator "${opName}"`, suggestion ? `did you mean "${suggestion}"?` : `use one of ${Object.keys(OPERATORS).join(' ')}`);
+          const suggestion = closestName(opName.replace(/^\$?/, '$'), OPERATOR_NAMES);
+          problems.add(`${keyLocation}.${opName}`, `unknown filter operator "${opName}"`, suggestion ? `did you mean "${suggestion}"?` : `use one of ${OPERATOR_NAMES.join(' ')}`);
           continue;
         }
         const condition = makeCondition(field, op, opValue, source, `${keyLocation}.${opName}`, timeZone, problems);
@@ -200,11 +217,12 @@ function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Sou
   if (op === 'in') {
     let items: unknown[];
     if (Array.isArray(raw)) items = raw;
-    else if (source === 'query' && typeof raw === 'string') items = raw === '' ? [] : raw.split(',');
+    else if (source === 'query' && typeof raw === 'string') items = raw === '' ? [] : raw.split(',', MAX_FILTER_VALUES + 1);
     else {
       problems.add(location, source === 'query' ? '$in takes a comma-separated list' : '$in takes an array');
       return null;
     }
+    if (!takeFilterValues(items.length, location, problems)) return null;
     const values: FilterValue[] = [];
     let ok = true;
     items.forEach((item, i) => {
@@ -214,6 +232,7 @@ function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Sou
     });
     return ok ? { field, op, value: values } : null;
   }
+  if (!takeFilterValues(1, location, problems)) return null;
   const value = convertValue(field, raw, source, location, timeZone, problems);
   if (value === undefined) return null;
   if (value === null && op !== 'eq' && op !== 'ne') {
@@ -221,6 +240,15 @@ function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Sou
     return null;
   }
   return { field, op, value };
+}
+
+/** Counts filter values against MAX_FILTER_VALUES (a bound on the statement's parameters, on both stores). */
+function takeFilterValues(count: number, location: string, problems: Problems): boolean {
+  if (problems.filterValues > MAX_FILTER_VALUES) return false;
+  problems.filterValues += count;
+  if (problems.filterValues <= MAX_FILTER_VALUES) return true;
+  problems.add(location, `a filter takes at most ${MAX_FILTER_VALUES} values in all, the items of every $in counted one by one`, 'split the request, or filter by a range ($gte/$lte) instead of a list');
+  return false;
 }
 
 /** Converts one filter value by the field's type; undefined means a problem was recorded. */
@@ -233,30 +261,44 @@ function convertValue(field: FieldSpec, raw: unknown, source: Source, location: 
   switch (field.type) {
     case 'integer':
     case 'user': {
-      if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
-      if (source === 'query' && typeof raw === 'string' && /^-?\d{1,15}$/.test(raw.trim())) return Number(raw.trim());
-      problems.add(location, `${field.name} is an integer; got ${JSON.stringify(raw)}`);
-      return undefined;
+      let value: number | undefined;
+      if (typeof raw === 'number' && Number.isInteger(raw)) value = raw;
+      else if (source === 'query' && typeof raw === 'string' && /^-?\d{1,20}$/.test(raw.trim())) value = Number(raw.trim());
+      if (value === undefined) {
+        problems.add(location, `${field.name} is an integer; got ${sample(raw)}`);
+        return undefined;
+      }
+      // The column is a 32-bit integer: a value outside it is a mistake, not merely absent (the same answer on both stores).
+      if (!isInt32(value)) {
+        problems.add(location, `${field.name} ${int32RangeMessage(INT32_MIN, INT32_MAX)}; got ${sample(raw)}`);
+        return undefined;
+      }
+      return value === 0 ? 0 : value;
     }
     case 'boolean': {
       if (typeof raw === 'boolean') return raw;
       if (source === 'query' && (raw === 'true' || raw === 'Y')) return true;
       if (source === 'query' && (raw === 'false' || raw === 'N')) return false;
-      problems.add(location, `${field.name} is boolean: use true or false; got ${JSON.stringify(raw)}`);
+      problems.add(location, `${field.name} is boolean: use true or false; got ${sample(raw)}`);
       return undefined;
     }
     case 'datetime': {
       const seconds = typeof raw === 'string' ? parseTime(raw.trim(), timeZone) : null;
       if (seconds === null) {
-        problems.add(location, `${field.name} is a time: use ISO 8601, e.g. 2026-04-21T13:46:45+03:00; got ${JSON.stringify(raw)}`);
+        problems.add(location, `${field.name} is a time: use ISO 8601, e.g. 2026-04-21T13:46:45+03:00; got ${sample(raw)}`);
         return undefined;
       }
       return seconds;
     }
     default: {
-      if (typeof raw === 'string') return raw;
+      if (typeof raw === 'string') {
+        const problem = textProblem(raw);
+        if (!problem) return raw;
+        problems.add(location, `${field.name} ${problem}`);
+        return undefined;
+      }
       if (source === 'body' || Array.isArray(raw) || isPlainObject(raw)) {
-        problems.add(location, `${field.name} is text; got ${JSON.stringify(raw)}`);
+        problems.add(location, `${field.name} is text; got ${sample(raw)}`);
         return undefined;
       }
       return String(raw);

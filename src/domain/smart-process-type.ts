@@ -115,11 +115,17 @@ function flagsJson(flags: number): string {
   return json;
 }
 
+/**
+ * A number as JSON.stringify writes it: one that JSON cannot hold (Infinity, NaN) is null,
+ * so that no stored value can make the text invalid JSON. Texts go through JSON.stringify.
+ */
+const num = (n: number | null): number | 'null' => (n !== null && Number.isFinite(n) ? n : 'null');
+
 function recordFieldsJson(record: TypeRecord, timeZone: string): string {
   return (
-    `{"id":${record.id},"entityTypeId":${record.entityTypeId},"title":${JSON.stringify(record.title)},"code":${record.code === null ? 'null' : JSON.stringify(record.code)}` +
-    `,"createdBy":${record.createdBy},"createdTime":"${formatTime(record.createdTime, timeZone)}","updatedBy":${record.updatedBy},"updatedTime":"${formatTime(record.updatedTime, timeZone)}"` +
-    `,"customSectionId":${record.customSectionId === null ? 'null' : record.customSectionId}${flagsJson(record.flags)},"isInitialized":true`
+    `{"id":${num(record.id)},"entityTypeId":${num(record.entityTypeId)},"title":${JSON.stringify(record.title)},"code":${record.code === null ? 'null' : JSON.stringify(record.code)}` +
+    `,"createdBy":${num(record.createdBy)},"createdTime":"${formatTime(record.createdTime, timeZone)}","updatedBy":${num(record.updatedBy)},"updatedTime":"${formatTime(record.updatedTime, timeZone)}"` +
+    `,"customSectionId":${num(record.customSectionId)}${flagsJson(record.flags)},"isInitialized":true`
   );
 }
 

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox';
+import { Int32 } from './input-rules.js';
 import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS, type FieldSpec } from './type-fields.js';
 
 /** `T | null` as one JSON Schema type list (one clear error instead of an anyOf cascade). */
@@ -35,7 +36,7 @@ const BooleanLike = Type.Unsafe<boolean | 'true' | 'false' | 'Y' | 'N'>({
 
 export const RelationInputSchema = Type.Object(
   {
-    entityTypeId: Type.Integer({ minimum: 1 }),
+    entityTypeId: Int32({ minimum: 1 }),
     isChildrenListEnabled: Type.Optional(BooleanLike),
     isPredefined: Type.Optional(Type.Unknown({ description: 'read-only; accepted and ignored so that a card read with GET can be sent back' })),
   },
@@ -68,9 +69,9 @@ const CodeInput = Nullable(Type.String({ maxLength: CODE_MAX_LENGTH }), { descri
 export const CreateTypeBodySchema = Type.Object(
   {
     title: TitleInput,
-    entityTypeId: Type.Optional(Type.Integer({ description: '128..191 or an even number ≥ 1030; allocated when omitted' })),
+    entityTypeId: Type.Optional(Int32({ description: '128..191 or an even number ≥ 1030; allocated when omitted' })),
     code: Type.Optional(CodeInput),
-    customSectionId: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+    customSectionId: Type.Optional(Nullable(Int32({ minimum: 1 }))),
     ...optionalFlagProperties,
     relations: Type.Optional(RelationsInputSchema),
     linkedUserFields: Type.Optional(LinkedUserFieldsInputSchema),
@@ -83,7 +84,7 @@ export type CreateTypeBody = Static<typeof CreateTypeBodySchema>;
 export const PatchTypeBodySchema = Type.Object(
   {
     title: Type.Optional(TitleInput),
-    entityTypeId: Type.Optional(Type.Integer({ description: 'immutable: equal to the path value or absent' })),
+    entityTypeId: Type.Optional(Int32({ description: 'immutable: equal to the path value or absent' })),
     code: Type.Optional(CodeInput),
     customSectionId: Type.Optional(Type.Unknown({ description: 'write-once: ignored on update' })),
     ...optionalFlagProperties,

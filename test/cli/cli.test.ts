@@ -82,6 +82,17 @@ describe('the smartproc command', () => {
     });
   });
 
+  it('refuses whole numbers beyond the 32-bit range with the range in the message, on both stores (issue 7, defect 6)', async () => {
+    for (const args of [['keys', 'create', '--portal', '99999999999', '--json'], ['keys', 'create', '--portal', '1', '--user-id', '2147483648', '--json'], ['portals', 'delete', '4294967296']]) {
+      await assert.rejects(cli(...args), (error: { code: number; stderr: string }) => {
+        assert.equal(error.code, 1, args.join(' '));
+        assert.match(error.stderr, /2147483647/, `${args.join(' ')}: ${error.stderr}`);
+        assert.doesNotMatch(error.stderr, /out of range for type|SQL|postgres/i);
+        return true;
+      });
+    }
+  });
+
   it('prints human tables without --json', async () => {
     await cli('portals', 'create', '--name', 'Listed');
     const out = await cli('portals', 'list');

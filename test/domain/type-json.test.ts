@@ -63,6 +63,16 @@ describe('the JSON of a type is written straight from the record, as presenting 
     }
   });
 
+  it('writes what JSON.stringify writes for numbers it would refuse (Infinity, NaN: null), so the text is always valid JSON (issue 7, defect 5)', () => {
+    for (const bad of [Infinity, -Infinity, NaN]) {
+      const record: TypeRecord = { ...base, id: bad, entityTypeId: bad, createdBy: bad, updatedBy: bad, customSectionId: bad };
+      const card: TypeCard = { record, relations: { parent: [], child: [] } };
+      assert.equal(listItemJson(record, 'UTC'), JSON.stringify(presentListItem(record, 'UTC')));
+      assert.equal(cardJson(card, 'UTC'), JSON.stringify(presentCard(card, 'UTC')));
+      assert.equal(JSON.parse(cardJson(card, 'UTC')).customSectionId, null);
+    }
+  });
+
   it('is valid JSON whatever the title holds', () => {
     for (const record of records()) assert.equal(JSON.parse(listItemJson(record, 'UTC')).title, record.title);
   });

@@ -1,18 +1,21 @@
 import crypto from 'node:crypto';
+import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import FindMyWay from 'find-my-way';
-import { ApiError, validationError, type ErrorCode } from '../../errors.js';
+import { MAX_ERROR_DETAILS } from '../../domain/input-rules.js';
+import { ApiError, ERROR_TABLE, validationError, type ErrorCode } from '../../errors.js';
 import { LogThrottle } from '../../log-throttle.js';
 import { detailsFromAjv } from './validation-errors.js';
 
-const FASTIFY_CODES: Record<string, ErrorCode> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_ERROR',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'VALIDATION_ERROR',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'VALIDATION_ERROR',
-};
+const FASTIFY_CODES = new Map<string, ErrorCode>([
+  ['FST_ERR_CTP_BODY_TOO_LARGE', 'PAYLOAD_TOO_LARGE'],
+  ['FST_ERR_CTP_INVALID_MEDIA_TYPE', 'UNSUPPORTED_MEDIA_TYPE'],
+  ['FST_ERR_CTP_INVALID_CONTENT_LENGTH', 'VALIDATION_ERROR'],
+  ['FST_ERR_CTP_EMPTY_JSON_BODY', 'VALIDATION_ERROR'],
+  ['FST_ERR_CTP_INVALID_JSON_BODY', 'VALIDATION_ERROR'],
+]);
 
 /** Failures of the store (or Redis) that a retry may cure: 503, not 500. */
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', '53300', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL']);
@@ -40,6 +43,13 @@ export function requestIdFrom(header: string | string[] | undefined, mint: () =>
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : mint();
 }
 
+/** At most MAX_ERROR_DETAILS entries; one last entry says how many more there were. */
+function cappedDetails(details: ApiError['details']) {
+  if (!details || details.length <= MAX_ERROR_DETAILS) return details;
+  const rest = details.length - MAX_ERROR_DETAILS;
+  return [...details.slice(0, MAX_ERROR_DETAILS), { location: 'request', message: `and ${rest} more problem${rest === 1 ? '' : 's'} (an answer lists at most ${MAX_ERROR_DETAILS})` }];
+}
+
 export function sendError(request: FastifyRequest, reply: FastifyReply, error: ApiError) {
   if (error.headers) reply.headers(error.headers);
   if (error.retryAfter !== undefined) reply.header('retry-after', String(error.retryAfter));
@@ -49,7 +59,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, error: A
       code: error.code,
       message: error.message,
       ...(error.hint ? { hint: error.hint } : {}),
-      ...(error.details ? { details: error.details } : {}),
+      ...(error.details ? { details: cappedDetails(error.details) } : {}),
       ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
       requestId: request.id,
     },
@@ -61,7 +71,7 @@ function toApiError(error: FastifyError & { validation?: unknown[]; validationCo
   if (error.validation) {
     return validationError(detailsFromAjv(error.validationContext ?? 'body', error.validation as never));
   }
-  const code = error.code ? FASTIFY_CODES[error.code] : undefined;
+  const code = error.code ? FASTIFY_CODES.get(error.code) : undefined;
   if (code === 'PAYLOAD_TOO_LARGE') return new ApiError(code, 'Request body is larger than 1 MiB');
   if (code === 'UNSUPPORTED_MEDIA_TYPE') return new ApiError(code, 'Send JSON with Content-Type: application/json', { hint: 'Only application/json bodies are accepted.' });
   if (code === 'VALIDATION_ERROR') {
@@ -69,7 +79,111 @@ function toApiError(error: FastifyError & { validation?: unknown[]; validationCo
     return validationError([{ location: 'body', message: problem, fix: 'send a JSON object' }], `Malformed request: ${problem}`);
   }
   if (error.statusCode === 400 && error.message) return validationError([{ location: 'request', message: error.message }]);
+  // Any other client error of the framework: the code of the table with its status, else a 400.
+  if (error.statusCode && error.statusCode > 400 && error.statusCode < 500) {
+    const same = (Object.keys(ERROR_TABLE) as ErrorCode[]).find((c) => ERROR_TABLE[c].status === error.statusCode);
+    return new ApiError(same ?? 'VALIDATION_ERROR', error.message || 'The request cannot be served');
+  }
   return null;
+}
+
+/**
+ * Fastify's router refused the URL before any route ran (`frameworkErrors` option):
+ * a path that is not valid percent-encoding, or a path segment over `maxParamLength`.
+ * No hook runs for these, so the request id header is set here.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  reply.header('x-request-id', request.id);
+  let apiError: ApiError;
+  if (error.code === 'FST_ERR_BAD_URL') {
+    apiError = validationError([{ location: 'url', message: 'the path is not valid percent-encoding of UTF-8 text', fix: 'percent-encode each byte of UTF-8 text: % followed by two hex digits' }], 'Malformed request: the path cannot be decoded');
+  } else if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    apiError = validationError([{ location: 'params', message: `a path parameter is longer than ${MAX_PARAM_LENGTH} characters`, fix: 'ids are short: list them with GET on the collection' }], `Malformed request: a path parameter is longer than ${MAX_PARAM_LENGTH} characters`);
+  } else {
+    request.log.error({ err: error, requestId: request.id }, 'router error');
+    apiError = new ApiError('INTERNAL_ERROR', `Internal error; quote requestId ${request.id} when reporting it`);
+  }
+  return sendError(request, reply, apiError);
+}
+
+/** Fastify's default maxParamLength (the router refuses longer path parameters). */
+export const MAX_PARAM_LENGTH = 100;
+
+/** What the HTTP parser's refusals mean to a client (node's llhttp error codes). */
+const PARSER_ERRORS = new Map<string, string>([
+  ['HPE_INVALID_CONTENT_LENGTH', 'Content-Length is not a number, or is sent together with Transfer-Encoding'],
+  ['HPE_UNEXPECTED_CONTENT_LENGTH', 'Content-Length is repeated, or sent together with Transfer-Encoding'],
+  ['HPE_INVALID_TRANSFER_ENCODING', 'Transfer-Encoding other than chunked is not supported'],
+  ['HPE_INVALID_CHUNK_SIZE', 'a chunk size of the chunked body is not a hexadecimal number'],
+  ['HPE_INVALID_METHOD', 'the HTTP method is unknown'],
+  ['HPE_INVALID_VERSION', 'the HTTP version is not supported'],
+  ['HPE_INVALID_HEADER_TOKEN', 'a header name or value holds a character HTTP does not allow'],
+  ['HPE_INVALID_URL', 'the request target is not a valid URL (percent-encode non-ASCII characters)'],
+]);
+
+/**
+ * The HTTP parser refused the request before Fastify saw it (node's 'clientError'):
+ * still the envelope, with a code of the table. A header section over node's limit
+ * (--max-http-header-size, 16 KiB by default) is 431 HEADERS_TOO_LARGE.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Socket) {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // As Node's own handler: once an answer has gone out on this connection, a second one would corrupt the
+  // stream. A request still arriving with no response pending (its body trickling in after an early 401,
+  // say) has had its answer already.
+  const raw = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null; parser?: { incoming?: { complete?: boolean } | null } | null };
+  const answered = raw._httpMessage ? raw._httpMessage.headersSent : Boolean(raw.parser?.incoming && !raw.parser.incoming.complete);
+  if (!socket.writable || answered) {
+    socket.destroy(error);
+    return;
+  }
+  const requestId = newRequestId();
+  let code: ErrorCode = 'VALIDATION_ERROR';
+  let message: string;
+  let hint: string | undefined;
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    code = 'REQUEST_TIMEOUT';
+    message = 'The request did not arrive in time (see HEADERS_TIMEOUT_MS and REQUEST_TIMEOUT_MS)';
+    hint = 'Send the whole request promptly; open the connection when you are ready to send.';
+  } else if (error.code === 'HPE_HEADER_OVERFLOW') {
+    code = 'HEADERS_TOO_LARGE';
+    message = `The request line and headers are larger than ${http.maxHeaderSize} bytes (${Math.round(http.maxHeaderSize / 1024)} KiB)`;
+    hint = 'Send shorter headers, or a long filter in the body of POST /v1/smart-processes/search.';
+  } else {
+    message = `Malformed HTTP request: ${PARSER_ERRORS.get(error.code ?? '') ?? `the HTTP parser refused it (${error.code ?? 'bad request'})`}`;
+    hint = 'Percent-encode the URL and check the headers.';
+  }
+  const { status } = ERROR_TABLE[code];
+  const body = JSON.stringify({ success: false, error: { code, message, hint, requestId } });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** An Expect header other than 100-continue (node's 'checkExpectation'; node's own answer would be an empty 417). */
+export function refuseExpectation(request: http.IncomingMessage, response: http.ServerResponse) {
+  const requestId = newRequestId();
+  const expect = String(request.headers.expect).slice(0, 60);
+  const body = JSON.stringify({
+    success: false,
+    error: {
+      code: 'VALIDATION_ERROR',
+      message: `Malformed HTTP request: Expect: ${expect} is not supported`,
+      details: [{ location: 'headers.expect', message: 'only 100-continue is supported', fix: 'leave the Expect header out, or send Expect: 100-continue' }],
+      requestId,
+    },
+  });
+  response.writeHead(400, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, connection: 'close' });
+  response.end(body);
+}
+
+/** CONNECT (a proxy request) never reaches the router: node hands the socket over; answer 405 and close. */
+export function refuseConnect(_request: http.IncomingMessage, socket: Socket) {
+  const requestId = newRequestId();
+  const allow = 'GET, HEAD, POST, PATCH, DELETE';
+  const body = JSON.stringify({ success: false, error: { code: 'METHOD_NOT_ALLOWED', message: `CONNECT is not allowed: smartproc is not a proxy; allowed: ${allow}`, requestId } });
+  socket.on('error', () => socket.destroy());
+  socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${allow}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /**
@@ -108,6 +222,10 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
   });
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); node's own refusal would be an empty 400.
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      return done(validationError([{ location: 'headers.host', message: 'is required in HTTP/1.1', fix: 'send Host: <server name>' }], 'Malformed HTTP request: no Host header'));
+    }
     if (!closing) return done();
     reply.header('connection', 'close');
     done(new ApiError('SERVICE_UNAVAILABLE', 'The server is shutting down', { retryAfter: 1 }));

@@ -1,4 +1,5 @@
 import type { ErrorObject } from 'ajv';
+import { SAFE_TEXT_FORMAT, textProblem } from '../../domain/input-rules.js';
 import { closestName } from '../../domain/suggest.js';
 import type { ErrorDetail } from '../../errors.js';
 
@@ -45,6 +46,23 @@ export function detailsFromAjv(context: string, errors: AjvError[]): ErrorDetail
       case 'enum':
         detail = { location: base, message: `must be one of ${((e.params as { allowedValues: unknown[] }).allowedValues ?? []).map((v) => JSON.stringify(v)).join(', ')}; got ${sample(e.data)}` };
         break;
+      case 'minimum':
+      case 'maximum': {
+        // Say the whole range, so that a client learns both ends at once (ids: 1 to 2147483647).
+        const range = e.parentSchema as { minimum?: number; maximum?: number; type?: unknown } | undefined;
+        const kind = String(range?.type).includes('integer') ? 'an integer' : 'a number';
+        const message =
+          range?.minimum !== undefined && range?.maximum !== undefined
+            ? `must be ${kind} from ${range.minimum} to ${range.maximum}`
+            : `must be ${(e.params as { comparison: string }).comparison} ${(e.params as { limit: number }).limit}`;
+        detail = { location: base, message: `${message}; got ${sample(e.data)}` };
+        break;
+      }
+      case 'format': {
+        const problem = (e.params as { format: string }).format === SAFE_TEXT_FORMAT && typeof e.data === 'string' ? textProblem(e.data) : null;
+        detail = { location: base, message: problem ?? e.message ?? 'is invalid' };
+        break;
+      }
       default:
         detail = { location: base, message: e.message ?? 'is invalid' };
     }

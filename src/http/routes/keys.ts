@@ -3,6 +3,7 @@ import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
 import { isoTime, presentKey } from '../../access/key-model.js';
 import type { KeyChanges, KeyInput } from '../../access/keys-service.js';
+import { positiveInt32Param } from '../../domain/input-rules.js';
 import { principalOf } from '../plugins/auth.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
 import { CreateKeyBodySchema, IdParamsSchema, KeySchema, KeyWithSecretSchema, RotateKeyBodySchema, UpdateKeyBodySchema } from './management-schemas.js';
@@ -25,7 +26,8 @@ export default async function keyRoutes(app: FastifyInstance) {
     },
   }, async (request) => {
     const query = request.query as { portalId?: string; kind?: 'personal' };
-    const list = await keys.list({ portalId: query.portalId ? Number(query.portalId) : undefined, kind: query.kind });
+    const portalId = query.portalId === undefined ? undefined : positiveInt32Param(query.portalId, 'query.portalId', 'list the portals: GET /v1/portals');
+    const list = await keys.list({ portalId, kind: query.kind });
     return { success: true, data: list.map(presentKey) };
   });
 

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { MAX_GRACE_SECONDS } from '../../access/keys-service.js';
+import { Int32, SafeText } from '../../domain/input-rules.js';
 import { Nullable } from '../../domain/type-schemas.js';
 
 const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
@@ -33,14 +34,14 @@ export const KeyWithSecretSchema = Type.Object({
 
 export const CreateKeyBodySchema = Type.Object({
   kind: Type.Optional(Type.Union([Type.Literal('personal'), Type.Literal('application'), Type.Literal('management')], { default: 'personal' })),
-  portalId: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  portalId: Type.Optional(Nullable(Int32({ minimum: 1 }))),
   name: Type.Optional(Type.String({ maxLength: 200 })),
   scopes: Type.Optional(Scopes),
   accessMode: Type.Optional(AccessModeSchema),
   expiresAt: Type.Optional(Nullable(Type.String({ description: 'ISO 8601; null = never' }))),
   requestsPerSecond: Type.Optional(Rps),
   allowedIps: Type.Optional(AllowedIps),
-  userId: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'the portal user a personal key acts as (default 1)' }))),
+  userId: Type.Optional(Nullable(Int32({ minimum: 1, description: 'the portal user a personal key acts as (default 1)' }))),
 }, { additionalProperties: false });
 
 export const UpdateKeyBodySchema = Type.Object({
@@ -50,7 +51,7 @@ export const UpdateKeyBodySchema = Type.Object({
   expiresAt: Type.Optional(Nullable(Type.String())),
   requestsPerSecond: Type.Optional(Rps),
   allowedIps: Type.Optional(AllowedIps),
-  userId: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
+  userId: Type.Optional(Nullable(Int32({ minimum: 1 }))),
 }, { additionalProperties: false });
 
 export const RotateKeyBodySchema = Type.Object({
@@ -80,7 +81,7 @@ export const UpdatePortalBodySchema = Type.Object({
 
 export const CreateSessionBodySchema = Type.Object({
   keyId: Type.String({ description: 'id of an application key (vibe_app_) of a local portal' }),
-  userId: Type.Integer({ minimum: 1, description: 'the portal user the session acts as' }),
+  userId: Int32({ minimum: 1, description: 'the portal user the session acts as' }),
 }, { additionalProperties: false });
 
 export const SessionSchema = Type.Object({
@@ -92,4 +93,4 @@ export const SessionSchema = Type.Object({
   expiresAt: Type.String({ format: 'date-time' }),
 });
 
-export const IdParamsSchema = Type.Object({ id: Type.String() });
+export const IdParamsSchema = Type.Object({ id: SafeText() });

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
 import { isoTime } from '../../access/key-model.js';
-import { validationError } from '../../errors.js';
+import { positiveInt32Param } from '../../domain/input-rules.js';
 import type { PortalRecord } from '../../store/repositories/portals-repository.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
 import { CreatePortalBodySchema, IdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
@@ -16,11 +16,7 @@ export function presentPortal(p: PortalRecord) {
   return { id: p.id, kind: p.kind, name: p.name, domain: p.domain, timeZone: p.timeZone, createdAt: isoTime(p.createdAt)!, updatedAt: isoTime(p.updatedAt)! };
 }
 
-function portalId(params: unknown): number {
-  const raw = (params as { id: string }).id;
-  if (!/^[0-9]{1,9}$/.test(raw)) throw validationError([{ location: 'params.id', message: `must be a positive integer; got ${JSON.stringify(raw)}` }]);
-  return Number(raw);
-}
+const portalId = (params: unknown): number => positiveInt32Param((params as { id: string }).id, 'params.id', 'list the portals: GET /v1/portals');
 
 /** /v1/portals: local portals, for operators (management key with vibe:mgmt:portals). */
 export default async function portalRoutes(app: FastifyInstance) {

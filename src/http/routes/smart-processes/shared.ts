@@ -2,7 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteAccess } from '../../../access/access-service.js';
 import type { TypeCard } from '../../../domain/smart-process-type.js';
 import { cardJson } from '../../../domain/smart-process-type.js';
-import { ApiError, validationError } from '../../../errors.js';
+import { positiveInt32Param } from '../../../domain/input-rules.js';
+import { ApiError } from '../../../errors.js';
 import type { Actor, Portal } from '../../../portals/portal.js';
 import { portalOf, principalOf } from '../../plugins/auth.js';
 
@@ -10,20 +11,17 @@ export const READ: RouteAccess = { kind: 'portal', scope: 'crm' };
 export const WRITE: RouteAccess = { kind: 'portal', scope: 'crm', write: true };
 export const TAGS = ['Smart processes'];
 
-/** Literal routes next to /:entityTypeId and the methods they have (GET /search is 405, not 400). */
-const LITERAL_SEGMENTS: Record<string, string[]> = { search: ['POST'], fields: ['GET', 'HEAD'] };
+/** Literal routes next to /:entityTypeId and the methods they have (GET /search is 405, not 400). A Map: `constructor` is not a route. */
+const LITERAL_SEGMENTS = new Map<string, string[]>([['search', ['POST']], ['fields', ['GET', 'HEAD']]]);
 
-/** Path parameter check (after access, before existence): a positive integer. */
+/** Path parameter check (after access, before existence): a positive integer in the 32-bit range. */
 export function entityTypeIdFrom(request: FastifyRequest): number {
   const raw = (request.params as { entityTypeId: string }).entityTypeId;
-  const literal = LITERAL_SEGMENTS[raw];
+  const literal = LITERAL_SEGMENTS.get(raw);
   if (literal) {
     throw new ApiError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on /v1/smart-processes/${raw}; allowed: ${literal.join(', ')}`, { headers: { allow: literal.join(', ') } });
   }
-  if (!/^[0-9]{1,15}$/.test(raw) || Number(raw) < 1) {
-    throw validationError([{ location: 'params.entityTypeId', message: `must be a positive integer; got ${JSON.stringify(raw)}`, fix: 'list the types: GET /v1/smart-processes' }]);
-  }
-  return Number(raw);
+  return positiveInt32Param(raw, 'params.entityTypeId', 'list the types: GET /v1/smart-processes');
 }
 
 export interface PortalCall {
@@ -42,7 +40,7 @@ export function portalCall(request: FastifyRequest): PortalCall {
 export function ifMatchOf(request: FastifyRequest): number | undefined {
   const header = request.headers['if-match'];
   if (header === undefined || header.trim() === '*') return undefined;
-  const match = /^\s*(?:W\/)?"(\d+)"\s*$/.exec(header);
+  const match = /^\s*(?:W\/)?"(\d{1,15})"\s*$/.exec(header);
   return match ? Number(match[1]) : -1;
 }
 
