@@ -12,9 +12,9 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /**
  * PostgreSQL: a write that changes edges found, once it held its locks, an edge of its type
- * to a type it had not locked, and that type comes before one it holds in the lock order.
- * Locking it now could deadlock, so the transaction (which has written nothing yet) is
- * rolled back and runs again, locking that type too. This is not a deadlock retry: no
+ * to a type it had not locked, that type comes before one it holds in the lock order, and
+ * another transaction holds it. Waiting for it could deadlock, so the transaction (which
+ * has written nothing yet) is rolled back and runs again, locking that type too. This is not a deadlock retry: no
  * transaction waited in a cycle. See docs/architecture.md, "Locking".
  */
 class LockOrderRestart extends Error {}
@@ -22,8 +22,8 @@ class LockOrderRestart extends Error {}
 /** A write runs at most this many times for LockOrderRestart (each run locks a strictly larger set of types). */
 const MAX_LOCK_ROUNDS = 20;
 
-/** Counts the LockOrderRestart runs of this process (the fault suite prints it). */
-export const relationLockStats = { restarts: 0 };
+/** The LockOrderRestart runs of this process, and the most runs one write took (the fault suite prints them). */
+export const relationLockStats = { restarts: 0, mostRuns: 1 };
 
 /** The entityTypeIds a relations change names (both sides). */
 function requestedEnds(change: RelationsChange | undefined): number[] {
@@ -86,6 +86,7 @@ export class LocalPortal implements Portal {
           if (!(error instanceof LockOrderRestart)) throw error;
           if (round >= MAX_LOCK_ROUNDS) throw new ApiError('BITRIX_ERROR', 'The relations of this type kept changing while this write waited for them; try again');
           relationLockStats.restarts++;
+          relationLockStats.mostRuns = Math.max(relationLockStats.mostRuns, round + 1);
         }
       }
     }
@@ -258,9 +259,10 @@ export class LocalPortal implements Portal {
    * write can touch: `self`, the other ends of its edges and the `requested` ends. Who is at the
    * other end is read before the lock, so it may be stale: once `self` is locked its edges
    * cannot change any more (changing an edge needs the locks of both ends), so they are
-   * read again. An end that was not locked is locked now if it comes after every type
-   * locked (the order holds), else the transaction runs again locking it too
-   * (LockOrderRestart, with `seen` carried over so each run locks more).
+   * read again. An end that was not locked is locked now: waiting for it if it comes
+   * after every type locked (the order holds), else only if no one holds it (NOWAIT);
+   * if someone does, the transaction runs again locking it too (LockOrderRestart, with
+   * `seen` carried over so each run locks more).
    *
    * SQLite (one writer, already held): the row and edges as `storedForWrite` gives them
    * (`cached`), and which requested ends exist.
@@ -275,18 +277,30 @@ export class LocalPortal implements Portal {
       return { ...stored, existing: new Set(ends.map((end) => end.entityTypeId)) };
     }
     for (const end of otherEnds(await types.edgesOf(portalId, self), self)) seen.add(end);
-    const wanted = new Set([self, ...requested, ...seen].filter(lockable));
-    const rows = await types.lockInOrder(portalId, wanted);
+    const rows = await types.lockInOrder(portalId, [self, ...requested, ...seen].filter(lockable));
     const record = rows.find((row) => row.entityTypeId === self);
     if (!record) return null;
+    // What counts is the rows locked, not the ones asked for: a type deleted and created
+    // again while this statement waited is a row its snapshot did not see, hence not locked.
+    const locked = new Set(rows.map((row) => row.entityTypeId));
     const edges = await types.edgesOf(portalId, self);
-    const missing = [...new Set(otherEnds(edges, self))].filter((end) => lockable(end) && !wanted.has(end));
+    const missing = [...new Set(otherEnds(edges, self))].filter((end) => lockable(end) && !locked.has(end));
     if (missing.length) {
       for (const end of missing) seen.add(end);
-      if (Math.min(...missing) < Math.max(...wanted)) throw new LockOrderRestart();
-      await types.lockInOrder(portalId, missing);
+      // After every row held, waiting keeps the order. Before one: only without waiting
+      // (NOWAIT; a transaction that never waits out of order cannot be in a deadlock).
+      const inOrder = Math.min(...missing) > Math.max(...locked);
+      let more: TypeRecord[];
+      try {
+        more = await types.lockInOrder(portalId, missing, { noWait: !inOrder });
+      } catch (error) {
+        if ((error as { code?: string })?.code === '55P03') throw new LockOrderRestart();
+        throw error;
+      }
+      // An end of an edge of a locked type cannot be deleted (that needs the lock of both ends); if its row is still not there, run again.
+      if (more.length < missing.length) throw new LockOrderRestart();
     }
-    return { record, edges, existing: new Set(rows.map((row) => row.entityTypeId)) };
+    return { record, edges, existing: locked };
   }
 
   /** The row (locked on PostgreSQL) and its edges, read from the store. */

@@ -136,14 +136,15 @@ export class TypesRepository extends Repository {
    * The rows of these types that exist, in ascending entityTypeId. On PostgreSQL the one
    * statement also locks them (FOR UPDATE) in that order: every write that locks more
    * than its own row goes through here, so two writes wait for each other in one order
-   * and never deadlock (see docs/architecture.md, "Locking"). On SQLite the caller already
-   * holds the single write lock.
+   * and never deadlock (see docs/architecture.md, "Locking"). `noWait`: a row another
+   * transaction holds fails the statement (55P03) instead of being waited for. On SQLite
+   * the caller already holds the single write lock.
    */
-  async lockInOrder(portalId: number, entityTypeIds: Iterable<number>): Promise<TypeRecord[]> {
+  async lockInOrder(portalId: number, entityTypeIds: Iterable<number>, options: { noWait?: boolean } = {}): Promise<TypeRecord[]> {
     const wanted = [...new Set(entityTypeIds)].sort((a, b) => a - b);
     if (!wanted.length) return [];
     const query = this.db.selectFrom('smart_process_types').select(RECORD_COLUMNS).where('portal_id', '=', portalId).where('entity_type_id', 'in', wanted).orderBy('entity_type_id');
-    const rows = await this.rows<Row>(this.dialect === 'postgres' ? query.forUpdate() : query);
+    const rows = await this.rows<Row>(this.dialect !== 'postgres' ? query : options.noWait ? query.forUpdate().noWait() : query.forUpdate());
     return rows.map(toRecord);
   }
 
