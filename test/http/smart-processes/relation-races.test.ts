@@ -97,6 +97,36 @@ describe('relation edits racing each other', () => {
     assert.deepEqual(await orphanEdges(store(), t.portal.id), []);
   });
 
+  it('editors linking types that other editors delete and create again at the same time: no 5xx, no edge to a missing type, and both ends agree', async () => {
+    const types = Array.from({ length: 8 }, (_, i) => 1740 + 2 * i);
+    for (const etid of types) await create(etid);
+    const counts: Record<number, number> = {};
+    const problems: string[] = [];
+    const editor = async (seed: number) => {
+      const random = randomFrom(seed);
+      const others = (self: number) => types.filter((x) => x !== self && random() < 0.3).map((entityTypeId) => ({ entityTypeId }));
+      for (let op = 0; op < 30; op++) {
+        const self = types[Math.floor(random() * types.length)];
+        if (random() < 0.15) {
+          const deleted = await remove(self);
+          tally(counts, deleted, problems);
+          if (deleted.statusCode !== 204) continue;
+          const again = await t.call('POST', '/v1/smart-processes', { title: `Again ${self}`, entityTypeId: self, relations: { child: others(self) } });
+          tally(counts, again, problems);
+          if (again.statusCode === 422) tally(counts, await t.call('POST', '/v1/smart-processes', { title: `Again ${self}`, entityTypeId: self }), problems);
+        } else {
+          tally(counts, await patch(self, { relations: random() < 0.5 ? { parent: others(self) } : { child: others(self) } }), problems);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, (_, i) => editor(2000 + i)));
+    assert.deepEqual(Object.keys(counts).filter((s) => Number(s) >= 500), [], `${JSON.stringify(counts)}\n${problems.join('\n')}`);
+    const cards = await Promise.all(types.map(card));
+    assert.ok(cards.every(Boolean), 'every type deleted was created again');
+    assert.deepEqual(endsDisagree(cards), []);
+    assert.deepEqual(await orphanEdges(store(), t.portal.id), []);
+  });
+
   it('PATCH X adding parent 5000 racing DELETE 5000: never an edge to a missing type, and a new 5000 inherits no edge', async () => {
     const x = 1760;
     await create(x);
