@@ -14,12 +14,12 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
  * PostgreSQL: a write that changes edges found, once it held its locks, an edge of its type
  * to a type it had not locked, that type comes before one it holds in the lock order, and
  * another transaction holds it. Waiting for it could deadlock, so the transaction (which
- * has written nothing yet) is rolled back and runs again, locking that type too. This is not a deadlock retry: no
- * transaction waited in a cycle. See docs/architecture.md, "Locking".
+ * has written nothing yet) is rolled back and runs again, locking that type too. This is
+ * not a deadlock retry: no transaction waited in a cycle. See docs/architecture.md, "Locking".
  */
 class LockOrderRestart extends Error {}
 
-/** A write runs at most this many times for LockOrderRestart (each run locks a strictly larger set of types). */
+/** A write runs at most this many times for LockOrderRestart (each run asks, in order, for every end seen by the runs before). */
 const MAX_LOCK_ROUNDS = 20;
 
 /** The LockOrderRestart runs of this process, and the most runs one write took (the fault suite prints them). */
