@@ -23,7 +23,7 @@ import { endsDisagree, orphanEdges, randomFrom, type CardRelations } from '../he
 const DATABASE_URL = process.env.SMARTPROC_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 const EDITORS = 16;
 const TYPES = 10;
-const OPERATIONS_PER_EDITOR = 80;
+const OPERATIONS_PER_EDITOR = 250;
 /** Editors stop starting operations after this long, whatever is left. */
 const TIME_LIMIT_MS = 60_000;
 
