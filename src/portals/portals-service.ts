@@ -53,17 +53,38 @@ export class PortalsService {
 
   /** A portal that still has keys or types is kept unless `force` is given. */
   async delete(id: number, force: boolean): Promise<void> {
-    await this.store.db.transaction().execute(async (trx) => {
+    for (let round = 1; !(await this.deleteOnce(id, force)); round++) {
+      if (round >= 20) throw new ApiError('SERVICE_UNAVAILABLE', `Types kept being created in portal ${id} while it was being deleted; try again`, { retryAfter: 1 });
+    }
+    await this.bus.publish({ type: 'portal', id });
+  }
+
+  /**
+   * One try at deleting a portal; false when a type was created in it meanwhile (run again).
+   *
+   * PostgreSQL locks in the order every write takes its locks in (docs/architecture.md,
+   * "Locking"): the portal's types in ascending entityTypeId, then the portal row, which
+   * stops new types. A type created between the two was not locked; locking it now would
+   * break the order, so the transaction ends and runs again.
+   */
+  private async deleteOnce(id: number, force: boolean): Promise<boolean> {
+    return this.store.db.transaction().execute(async (trx) => {
       const portals = new PortalsRepository(trx);
+      const types = new TypesRepository(trx, this.store.dialect);
+      const postgres = this.store.dialect === 'postgres';
       if (!(await portals.get(id))) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
+      const locked = await types.lockAllInOrder(id);
+      if (postgres && !(await portals.lockForDelete(id))) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
+      const typeCount = postgres ? await types.countForPortal(id) : locked.length;
+      if (typeCount !== locked.length) return false;
       if (!force) {
-        const [keys, types] = await Promise.all([new KeysRepository(trx).countForPortal(id), new TypesRepository(trx, this.store.dialect).countForPortal(id)]);
-        if (keys || types) {
-          throw new ApiError('PORTAL_NOT_EMPTY', `Portal ${id} still has ${keys} key(s) and ${types} smart process type(s)`, { hint: 'Delete them first, or send ?force=true to delete the portal with everything in it.' });
+        const keyCount = await new KeysRepository(trx).countForPortal(id);
+        if (keyCount || typeCount) {
+          throw new ApiError('PORTAL_NOT_EMPTY', `Portal ${id} still has ${keyCount} key(s) and ${typeCount} smart process type(s)`, { hint: 'Delete them first, or send ?force=true to delete the portal with everything in it.' });
         }
       }
       await portals.delete(id);
+      return true;
     });
-    await this.bus.publish({ type: 'portal', id });
   }
 }

@@ -1,7 +1,7 @@
 import { ApiError, typeNotFound } from '../../errors.js';
 import type { ListQuery } from '../../domain/list-query.js';
-import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
-import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
+import { BASE_ENTITY_TYPES, relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
+import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type RelationsChange, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
 import type { Db, Runner, Store } from '../../store/database.js';
 import { PortalsRepository, type PortalRecord } from '../../store/repositories/portals-repository.js';
 import { TypesRepository } from '../../store/repositories/types-repository.js';
@@ -10,24 +10,41 @@ import type { TypeCardCache } from './type-card-cache.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-/** PostgreSQL ended the transaction for a deadlock or a serialization conflict: running it again is safe (it read nothing outside itself). */
-function isRetryableConflict(error: unknown): boolean {
-  const code = (error as { code?: string })?.code;
-  return code === '40P01' || code === '40001';
+/**
+ * PostgreSQL: a write that changes edges found, once it held its locks, an edge of its type
+ * to a type it had not locked, that type comes before one it holds in the lock order, and
+ * another transaction holds it. Waiting for it could deadlock, so the transaction (which
+ * has written nothing yet) is rolled back and runs again, locking that type too. This is
+ * not a deadlock retry: no transaction waited in a cycle. See docs/architecture.md, "Locking".
+ */
+class LockOrderRestart extends Error {}
+
+/** A write runs at most this many times for LockOrderRestart (each run asks, in order, for every end seen by the runs before). */
+const MAX_LOCK_ROUNDS = 20;
+
+/** The LockOrderRestart runs of this process, and the most runs one write took (the fault suite prints them). */
+export const relationLockStats = { restarts: 0, mostRuns: 1 };
+
+/** The entityTypeIds a relations change names (both sides). */
+function requestedEnds(change: RelationsChange | undefined): number[] {
+  return [...(change?.parent ?? []), ...(change?.child ?? [])].map((entry) => entry.entityTypeId);
 }
 
-/**
- * Two writes that change relations lock each other's rows (the other ends' versions
- * move) and can deadlock on PostgreSQL; the one PostgreSQL aborts runs again.
- */
-async function retryOnConflict<T>(transaction: () => Promise<T>, attempts = 3): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await transaction();
-    } catch (error) {
-      if (attempt >= attempts || !isRetryableConflict(error)) throw error;
-    }
-  }
+/** The type at the other end of each edge of `self`. */
+function otherEnds(edges: readonly Edge[], self: number): number[] {
+  return edges.map((e) => (e.parent === self ? e.child : e.parent));
+}
+
+/** A type and its stored edges read for a write that changes edges; `existing`: which of the requested ends are types of the portal (on PostgreSQL, locked). */
+interface EdgeWriteState {
+  record: TypeRecord;
+  edges: Edge[];
+  existing: Set<number>;
+}
+
+/** The caller's key belonged to a portal that was deleted while the request ran (its keys went with it). */
+function portalGone(portalId: number): ApiError {
+  return new ApiError('INVALID_API_KEY', `The portal ${portalId} of this key has been deleted`);
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -61,7 +78,18 @@ export class LocalPortal implements Portal {
    */
   private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
     const { db, writes } = this.store;
-    if (!writes) return retryOnConflict(() => db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx))));
+    if (!writes) {
+      for (let round = 1; ; round++) {
+        try {
+          return await db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+        } catch (error) {
+          if (!(error instanceof LockOrderRestart)) throw error;
+          if (round >= MAX_LOCK_ROUNDS) throw new ApiError('BITRIX_ERROR', 'The relations of this type kept changing while this write waited for them; try again');
+          relationLockStats.restarts++;
+          relationLockStats.mostRuns = Math.max(relationLockStats.mostRuns, round + 1);
+        }
+      }
+    }
     const cards = this.cards;
     try {
       return await writes.submit(
@@ -108,6 +136,12 @@ export class LocalPortal implements Portal {
     const portalId = this.record.id;
     try {
       return await this.transaction(async (types, portals) => {
+        // Locks in the order of every write (docs/architecture.md, "Locking"): the types at the
+        // other ends of the new edges, then the portal row (its counters). An end counts only
+        // if its row is there once locked: a type deleted meanwhile is refused, never linked.
+        const ends = await types.lockInOrder(portalId, requestedEnds(draft.relations).filter((etid) => !BASE_ENTITY_TYPES.has(etid) && etid !== draft.entityTypeId));
+        const id = await portals.nextTypeId(portalId);
+        if (id === null) throw portalGone(portalId);
         const entityTypeId = draft.entityTypeId ?? (await this.allocateEntityTypeId(types, portals));
         if (draft.entityTypeId !== null) {
           if (!isAllowedEntityTypeId(draft.entityTypeId)) {
@@ -116,10 +150,10 @@ export class LocalPortal implements Portal {
           if (await types.isEntityTypeIdUsed(portalId, entityTypeId)) throw new ApiError('BITRIX_ERROR', `entityTypeId ${entityTypeId} is already used`);
         }
         if (draft.code !== null) await this.assertCodeFree(types, draft.code, null);
-        const relations = checkRelations(draft.relations, draft.flags, entityTypeId, await types.entityTypeIds(portalId));
+        const relations = checkRelations(draft.relations, draft.flags, entityTypeId, new Set(ends.map((end) => end.entityTypeId)));
         const now = nowSeconds();
         const record: TypeRecord = {
-          id: await portals.nextTypeId(portalId),
+          id,
           entityTypeId,
           title: draft.title,
           code: draft.code,
@@ -166,9 +200,13 @@ export class LocalPortal implements Portal {
     const portalId = this.record.id;
     // Without relations in the request, only this type's card changed: keep it.
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
+    // Types seen at the other end of this type's edges, kept across runs of the transaction (LockOrderRestart).
+    const seen = new Set<number>();
     try {
       return await this.transaction(async (types) => {
-        const stored = await this.storedForWrite(types, entityTypeId);
+        // Without relations only this type's row is locked: the cheap path of a PATCH.
+        const forEdges = patch.relations ? await this.lockForEdgeWrite(types, entityTypeId, requestedEnds(patch.relations), seen, true) : null;
+        const stored = patch.relations ? forEdges : await this.storedForWrite(types, entityTypeId);
         if (!stored) throw typeNotFound(entityTypeId);
         const { record: current, edges } = stored;
         assertVersion(current, options);
@@ -179,7 +217,7 @@ export class LocalPortal implements Portal {
         if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
         if (next.code !== null && next.code !== current.code) await this.assertCodeFree(types, next.code, entityTypeId);
 
-        const relations = patch.relations ? checkRelations(patch.relations, next.flags, entityTypeId, await types.entityTypeIds(portalId)) : {};
+        const relations = patch.relations ? checkRelations(patch.relations, next.flags, entityTypeId, forEdges!.existing) : {};
         const changedSides = (['parent', 'child'] as const).filter((side) => relations[side] && !sameSide(edges, side, entityTypeId, relations[side]!));
         const scalarChanged = next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
         if (!scalarChanged && changedSides.length === 0) return { record: current, relations: relationsOf(current, edges) };
@@ -210,18 +248,77 @@ export class LocalPortal implements Portal {
     const portalId = this.record.id;
     const cached = this.store.writes && this.cards?.forWrite(portalId, entityTypeId, this.store.writes.transactionNumber);
     if (cached && (await types.versionOf(portalId, entityTypeId)) === cached.record.version) return { record: cached.record, edges: storedEdgesOf(cached) };
-    const record = await types.get(portalId, entityTypeId, { forUpdate: true });
-    return record && { record, edges: await types.edgesOf(portalId, entityTypeId) };
+    return this.storedNow(types, entityTypeId);
+  }
+
+  /**
+   * Everything a write that changes the edges of `self` (a PATCH with relations, a delete)
+   * reads before it writes.
+   *
+   * PostgreSQL: locks, in one statement and in ascending entityTypeId, every type row the
+   * write can touch: `self`, the other ends of its edges and the `requested` ends. Who is at the
+   * other end is read before the lock, so it may be stale: once `self` is locked its edges
+   * cannot change any more (changing an edge needs the locks of both ends), so they are
+   * read again. An end that was not locked is locked now: waiting for it if it comes
+   * after every type locked (the order holds), else only if no one holds it (NOWAIT);
+   * if someone does, the transaction runs again locking it too (LockOrderRestart, with
+   * `seen` carried over so each run locks more).
+   *
+   * SQLite (one writer, already held): the row and edges as `storedForWrite` gives them
+   * (`cached`), and which requested ends exist.
+   */
+  private async lockForEdgeWrite(types: TypesRepository, self: number, requested: number[], seen: Set<number>, cached: boolean): Promise<EdgeWriteState | null> {
+    const portalId = this.record.id;
+    const lockable = (etid: number) => !BASE_ENTITY_TYPES.has(etid);
+    if (this.store.dialect !== 'postgres') {
+      const stored = cached ? await this.storedForWrite(types, self) : await this.storedNow(types, self);
+      if (!stored) return null;
+      const ends = await types.lockInOrder(portalId, requested.filter((etid) => lockable(etid) && etid !== self));
+      return { ...stored, existing: new Set(ends.map((end) => end.entityTypeId)) };
+    }
+    for (const end of otherEnds(await types.edgesOf(portalId, self), self)) seen.add(end);
+    const rows = await types.lockInOrder(portalId, [self, ...requested, ...seen].filter(lockable));
+    const record = rows.find((row) => row.entityTypeId === self);
+    if (!record) return null;
+    // What counts is the rows locked, not the ones asked for: a type deleted and created
+    // again while this statement waited is a row its snapshot did not see, hence not locked.
+    const locked = new Set(rows.map((row) => row.entityTypeId));
+    const edges = await types.edgesOf(portalId, self);
+    const missing = [...new Set(otherEnds(edges, self))].filter((end) => lockable(end) && !locked.has(end));
+    if (missing.length) {
+      for (const end of missing) seen.add(end);
+      // After every row held, waiting keeps the order. Before one: only without waiting
+      // (NOWAIT; a transaction that never waits out of order cannot be in a deadlock).
+      const inOrder = Math.min(...missing) > Math.max(...locked);
+      let more: TypeRecord[];
+      try {
+        more = await types.lockInOrder(portalId, missing, { noWait: !inOrder });
+      } catch (error) {
+        if ((error as { code?: string })?.code === '55P03') throw new LockOrderRestart();
+        throw error;
+      }
+      // An end of an edge of a locked type cannot be deleted (that needs the lock of both ends); if its row is still not there, run again.
+      if (more.length < missing.length) throw new LockOrderRestart();
+    }
+    return { record, edges, existing: locked };
+  }
+
+  /** The row (locked on PostgreSQL) and its edges, read from the store. */
+  private async storedNow(types: TypesRepository, entityTypeId: number): Promise<{ record: TypeRecord; edges: Edge[] } | null> {
+    const record = await types.get(this.record.id, entityTypeId, { forUpdate: true });
+    return record && { record, edges: await types.edgesOf(this.record.id, entityTypeId) };
   }
 
   async deleteType(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
     const portalId = this.record.id;
+    const seen = new Set<number>();
     await this.transaction(async (types) => {
-      const current = await types.get(portalId, entityTypeId, { forUpdate: true });
-      if (!current) throw typeNotFound(entityTypeId);
+      // Not from the card cache: item_count changes without moving the version.
+      const stored = await this.lockForEdgeWrite(types, entityTypeId, [], seen, false);
+      if (!stored) throw typeNotFound(entityTypeId);
+      const { record: current, edges } = stored;
       assertVersion(current, options);
       if (current.itemCount > 0) throw new ApiError('BITRIX_ERROR', 'You cannot delete an entity type that has elements');
-      const edges = await types.edgesOf(portalId, entityTypeId);
       await types.delete(portalId, entityTypeId);
       await types.bumpVersions(portalId, otherEndsChanged(edges, [], entityTypeId));
     });

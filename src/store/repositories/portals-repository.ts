@@ -73,10 +73,15 @@ export class PortalsRepository extends Repository {
     await this.rows(this.db.deleteFrom('portals').where('id', '=', id));
   }
 
-  /** Takes the next per-portal type `id` (starts at 1, never reused). */
-  async nextTypeId(portalId: number): Promise<number> {
+  /** Takes the next per-portal type `id` (starts at 1, never reused); null when the portal is gone. */
+  async nextTypeId(portalId: number): Promise<number | null> {
     const [row] = await this.rows<{ last_type_id: number }>(this.db.updateTable('portals').set((eb) => ({ last_type_id: eb('last_type_id', '+', 1) })).where('id', '=', portalId).returning('last_type_id'));
-    return row.last_type_id;
+    return row ? row.last_type_id : null;
+  }
+
+  /** PostgreSQL only: locks the portal row for its deletion (`FOR UPDATE`); false when it is gone. */
+  async lockForDelete(id: number): Promise<boolean> {
+    return (await this.rows(this.db.selectFrom('portals').select('id').where('id', '=', id).forUpdate())).length > 0;
   }
 
   /** Advances the automatic entityTypeId counter by 2 and returns the value (callers skip values in use). */

@@ -132,6 +132,29 @@ export class TypesRepository extends Repository {
     return rows.length ? toRecord(rows[0]) : null;
   }
 
+  /**
+   * The rows of these types that exist, in ascending entityTypeId. On PostgreSQL the one
+   * statement also locks them (FOR UPDATE) in that order: every write that locks more
+   * than its own row goes through here, so two writes wait for each other in one order
+   * and never deadlock (see docs/architecture.md, "Locking"). `noWait`: a row another
+   * transaction holds fails the statement (55P03) instead of being waited for. On SQLite
+   * the caller already holds the single write lock.
+   */
+  async lockInOrder(portalId: number, entityTypeIds: Iterable<number>, options: { noWait?: boolean } = {}): Promise<TypeRecord[]> {
+    const wanted = [...new Set(entityTypeIds)].sort((a, b) => a - b);
+    if (!wanted.length) return [];
+    const query = this.db.selectFrom('smart_process_types').select(RECORD_COLUMNS).where('portal_id', '=', portalId).where('entity_type_id', 'in', wanted).orderBy('entity_type_id');
+    const rows = await this.rows<Row>(this.dialect !== 'postgres' ? query : options.noWait ? query.forUpdate().noWait() : query.forUpdate());
+    return rows.map(toRecord);
+  }
+
+  /** Every type of a portal, in ascending entityTypeId; on PostgreSQL locked in that order (before the portal is deleted). */
+  async lockAllInOrder(portalId: number): Promise<number[]> {
+    const query = this.db.selectFrom('smart_process_types').select('entity_type_id').where('portal_id', '=', portalId).orderBy('entity_type_id');
+    const rows = await this.rows<{ entity_type_id: number }>(this.dialect === 'postgres' ? query.forUpdate() : query);
+    return rows.map((row) => row.entity_type_id);
+  }
+
   /** The row's version alone (cheaper than the row): null when there is no such type. */
   async versionOf(portalId: number, entityTypeId: number): Promise<number | null> {
     const rows = await this.run<{ version: number }>('version-of', () => this.db.selectFrom('smart_process_types').select('version').where('portal_id', '=', 0).where('entity_type_id', '=', 0), [portalId, entityTypeId]);

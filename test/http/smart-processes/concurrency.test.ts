@@ -54,7 +54,7 @@ describe('concurrent writes', () => {
     assert.equal(json(await t.call('GET', '/v1/smart-processes?filter[code]=contested')).meta.total, 1);
   });
 
-  it('two types linking each other at the same time both succeed (on PostgreSQL the deadlock loser runs again)', async () => {
+  it('two types linking each other at the same time both succeed (on PostgreSQL both take their locks in one order)', async () => {
     await t.call('POST', '/v1/smart-processes', { title: 'Left', entityTypeId: 1510 });
     await t.call('POST', '/v1/smart-processes', { title: 'Right', entityTypeId: 1512 });
     for (let round = 0; round < 3; round++) {
