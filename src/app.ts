@@ -86,12 +86,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const bus = new InvalidationBus(redis, app.log);
   await bus.start(connection && (await connection.connected()) ? undefined : 0);
 
+  const portalRegistry = new PortalRegistry(store, bus);
   const services: Services = {
     store,
-    access: new AccessService(store, new KeyRateLimiter(redis, { log: app.log }), bus, options.keyCacheTtlMs),
+    access: new AccessService(store, new KeyRateLimiter(redis, { log: app.log }), bus, (portal) => portalRegistry.readiness(portal), options.keyCacheTtlMs),
     keys: new KeysService(store, bus),
     portals: new PortalsService(store, bus),
-    portalRegistry: new PortalRegistry(store, bus),
+    portalRegistry,
   };
   app.decorate('services', services);
   app.addHook('onClose', async () => {

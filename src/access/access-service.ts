@@ -1,12 +1,14 @@
 import { ApiError } from '../errors.js';
 import type { Store } from '../store/database.js';
-import { KeysRepository, type SessionRecord } from '../store/repositories/keys-repository.js';
-import { PortalsRepository, type PortalRecord } from '../store/repositories/portals-repository.js';
+import { KeysRepository } from '../store/repositories/keys-repository.js';
+import { PortalsRepository } from '../store/repositories/portals-repository.js';
+import type { Readiness } from '../portals/portal.js';
 import type { InvalidationBus } from './invalidation.js';
-import { compileAllowedIps, type KeyRecord } from './key-model.js';
+import { compileAllowedIps } from './key-model.js';
 import type { KeyRateLimiter, RateLimitState } from './rate-limiter.js';
 import { hashSecret, isWellFormedSession, kindOfKey, KEY_PREFIX, SESSION_PREFIX } from './tokens.js';
 import { TtlCache } from './ttl-cache.js';
+import type { KeyRecord, PortalRecord, SessionRecord } from '../domain/records.js';
 
 /** What a route demands of its caller. */
 export interface RouteAccess {
@@ -55,7 +57,14 @@ export class AccessService {
   private readonly keys: TtlCache<ResolvedKey | null>;
   private readonly sessions: TtlCache<SessionRecord | null>;
 
-  constructor(private readonly store: Store, private readonly limiter: KeyRateLimiter, readonly bus: InvalidationBus, ttlMs = KEY_CACHE_TTL_MS) {
+  constructor(
+    private readonly store: Store,
+    private readonly limiter: KeyRateLimiter,
+    readonly bus: InvalidationBus,
+    /** Row 6: whether a portal can serve calls now (the portal registry answers). */
+    private readonly readinessOf: (portal: PortalRecord) => Readiness,
+    ttlMs = KEY_CACHE_TTL_MS,
+  ) {
     this.keys = new TtlCache(ttlMs);
     this.sessions = new TtlCache(ttlMs);
     bus.onMessage((message) => {
@@ -92,6 +101,32 @@ export class AccessService {
     return this.sessions.get(hash, () => new KeysRepository(this.store.db).findSession(hash));
   }
 
+  /**
+   * Whether a caller, once past the rows that depend on the request (key, address,
+   * session, rate), may call a route: rows 4, 6, 7 and 8 of the check order, the same
+   * code `check` runs (it feeds /v1/me's list of callable routes).
+   */
+  mayCall(principal: Pick<Principal, 'key' | 'portal'>, access: RouteAccess): boolean {
+    return !kindRefusal(principal.key, access) && !this.rightsRefusal(principal.key, principal.portal, access);
+  }
+
+  /** Rows 6, 7, 8: the refusal, or null. */
+  private rightsRefusal(key: KeyRecord, portal: PortalRecord | null, access: RouteAccess): ApiError | null {
+    // 6. a portal route of a portal that cannot serve calls (a bitrix24 portal without usable credentials)
+    if (access.kind === 'portal' && portal) {
+      const readiness = this.readinessOf(portal);
+      if (!readiness.ready) return new ApiError('TOKEN_MISSING', readiness.message, { hint: readiness.hint });
+    }
+    // 7. scope
+    if (access.scope && !key.scopes.includes(access.scope)) {
+      if (access.kind === 'management') return new ApiError('MANAGEMENT_SCOPE_REQUIRED', `This route needs a management key with the ${access.scope} scope`);
+      return new ApiError('SCOPE_DENIED', `The API key does not have the ${access.scope} scope`, { hint: `Add ${access.scope} to the key's scopes.` });
+    }
+    // 8. read-only keys do not write
+    if (access.write && key.accessMode === 'READONLY') return new ApiError('WRITE_BLOCKED_READONLY_KEY', 'This key is read-only; the request would change data');
+    return null;
+  }
+
   async check(credentials: Credentials, access: RouteAccess): Promise<Principal> {
     // 1. a key at all (X-Api-Key, or a personal/management key as Bearer)
     let token = credentials.apiKey?.trim() || null;
@@ -116,12 +151,8 @@ export class AccessService {
     }
 
     // 4. the kind of key the route takes
-    if (access.kind === 'portal' && key.kind === 'management') {
-      throw new ApiError('MANAGEMENT_KEY_NO_ENTITY_ACCESS', 'Management keys cannot access portal data', { hint: 'Use a personal (vibe_api_) or application (vibe_app_) key of the portal.' });
-    }
-    if (access.kind === 'management' && key.kind !== 'management') {
-      throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `This route needs a management key${access.scope ? ` with the ${access.scope} scope` : ''}`);
-    }
+    const wrongKind = kindRefusal(key, access);
+    if (wrongKind) throw wrongKind;
 
     // 5. the session of an application key
     let session: SessionRecord | null = null;
@@ -135,14 +166,9 @@ export class AccessService {
       if (session.keyId !== key.id) throw new ApiError('SESSION_APP_MISMATCH', 'The session was issued for another application key');
     }
 
-    // 7. scope
-    if (access.scope && !key.scopes.includes(access.scope)) {
-      if (access.kind === 'management') throw new ApiError('MANAGEMENT_SCOPE_REQUIRED', `This route needs a management key with the ${access.scope} scope`);
-      throw new ApiError('SCOPE_DENIED', `The API key does not have the ${access.scope} scope`, { hint: `Add ${access.scope} to the key's scopes.` });
-    }
-
-    // 8. read-only keys do not write
-    if (access.write && key.accessMode === 'READONLY') throw new ApiError('WRITE_BLOCKED_READONLY_KEY', 'This key is read-only; the request would change data');
+    // 6. the portal can serve calls; 7. scope; 8. read-only keys do not write
+    const noRight = this.rightsRefusal(key, resolved.portal, access);
+    if (noRight) throw noRight;
 
     // 9. rate limit
     let rateLimit: RateLimitState | null = null;
@@ -158,6 +184,17 @@ export class AccessService {
 
     return { key, portal: resolved.portal, session, userId: session ? session.userId : key.userId, rateLimit };
   }
+}
+
+/** Row 4: the kind of key the route takes; the refusal, or null. */
+function kindRefusal(key: KeyRecord, access: RouteAccess): ApiError | null {
+  if (access.kind === 'portal' && key.kind === 'management') {
+    return new ApiError('MANAGEMENT_KEY_NO_ENTITY_ACCESS', 'Management keys cannot access portal data', { hint: 'Use a personal (vibe_api_) or application (vibe_app_) key of the portal.' });
+  }
+  if (access.kind === 'management' && key.kind !== 'management') {
+    return new ApiError('MANAGEMENT_SCOPE_REQUIRED', `This route needs a management key${access.scope ? ` with the ${access.scope} scope` : ''}`);
+  }
+  return null;
 }
 
 export function rateLimitHeaders(state: RateLimitState): Record<string, string> {

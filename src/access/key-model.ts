@@ -1,33 +1,11 @@
 import net from 'node:net';
 import type { ErrorDetail } from '../errors.js';
-import type { KeyKind } from './tokens.js';
+import { isoTime, type KeyKind, type KeyRecord } from '../domain/records.js';
 
 export const MANAGEMENT_SCOPES = ['vibe:mgmt:keys', 'vibe:mgmt:portals'] as const;
 /** Bitrix24 scopes a bootstrap personal key gets; any lower-case Bitrix24 scope name is accepted on keys. */
 export const DEFAULT_PORTAL_SCOPES = ['crm', 'task', 'user', 'department', 'disk', 'im', 'calendar', 'catalog', 'bizproc', 'lists'];
 export const DEFAULT_REQUESTS_PER_SECOND = 10;
-export type AccessMode = 'READWRITE' | 'READONLY';
-
-export interface KeyRecord {
-  id: string;
-  kind: KeyKind;
-  portalId: number | null;
-  name: string;
-  keyPrefix: string;
-  keySuffix: string;
-  scopes: string[];
-  accessMode: AccessMode;
-  /** Epoch milliseconds; null = never. */
-  expiresAt: number | null;
-  /** null = no limit. */
-  requestsPerSecond: number | null;
-  allowedIps: string[];
-  userId: number | null;
-  createdByKeyId: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
-
 const BITRIX_SCOPE_RE = /^[a-z][a-z0-9_.]{0,63}$/;
 
 export function isManagementScope(scope: string): boolean {
@@ -89,8 +67,6 @@ export function compileAllowedIps(entries: string[]): ((ip: string) => boolean) 
   };
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
-
 /** A key as the management API shows it: never the secret. */
 export function presentKey(key: KeyRecord) {
   return {
@@ -102,13 +78,12 @@ export function presentKey(key: KeyRecord) {
     keySuffix: key.keySuffix,
     scopes: key.scopes,
     accessMode: key.accessMode,
-    expiresAt: iso(key.expiresAt),
+    expiresAt: isoTime(key.expiresAt),
     requestsPerSecond: key.requestsPerSecond,
     allowedIps: key.allowedIps,
     userId: key.userId,
     createdByKeyId: key.createdByKeyId,
-    createdAt: iso(key.createdAt)!,
-    updatedAt: iso(key.updatedAt)!,
+    createdAt: isoTime(key.createdAt),
+    updatedAt: isoTime(key.updatedAt),
   };
 }
-export { iso as isoTime };

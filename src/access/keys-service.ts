@@ -1,10 +1,11 @@
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
 import type { Store } from '../store/database.js';
-import { KeysRepository, type SessionRecord } from '../store/repositories/keys-repository.js';
+import { KeysRepository } from '../store/repositories/keys-repository.js';
 import { PortalsRepository } from '../store/repositories/portals-repository.js';
 import type { InvalidationBus } from './invalidation.js';
-import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems, type AccessMode, type KeyRecord } from './key-model.js';
-import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX, type KeyKind } from './tokens.js';
+import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems } from './key-model.js';
+import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX } from './tokens.js';
+import type { AccessMode, KeyKind, KeyRecord, SessionRecord } from '../domain/records.js';
 
 export const SESSION_LIFETIME_MS = 24 * 3600 * 1000;
 export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
@@ -25,7 +26,7 @@ export interface KeyInput {
 export type KeyChanges = Omit<KeyInput, 'kind' | 'portalId'>;
 
 /** The key making a management call; null when the operator acts through the CLI on the store. */
-export type Actor = KeyRecord | null;
+export type ActingKey = KeyRecord | null;
 
 function parseExpiry(value: string | null | undefined, problems: ErrorDetail[], now: number): number | null | undefined {
   if (value === undefined || value === null) return value;
@@ -57,7 +58,7 @@ export class KeysService {
   }
 
   /** No key gives another (or itself) management scopes it does not hold. */
-  private assertNoEscalation(actor: Actor, scopes: string[], location = 'body.scopes'): void {
+  private assertNoEscalation(actor: ActingKey, scopes: string[], location = 'body.scopes'): void {
     if (!actor) return;
     const beyond = scopes.filter((s) => isManagementScope(s) && !actor.scopes.includes(s));
     if (beyond.length) {
@@ -67,7 +68,7 @@ export class KeysService {
     }
   }
 
-  async create(input: KeyInput, actor: Actor, now = Date.now()): Promise<{ key: KeyRecord; secret: string }> {
+  async create(input: KeyInput, actor: ActingKey, now = Date.now()): Promise<{ key: KeyRecord; secret: string }> {
     const kind = input.kind ?? 'personal';
     const problems: ErrorDetail[] = [];
     let portalId: number | null = null;
@@ -116,7 +117,7 @@ export class KeysService {
     await this.repo().insert(key, hashSecret(secret));
   }
 
-  async update(id: string, changes: KeyChanges, actor: Actor, now = Date.now()): Promise<KeyRecord> {
+  async update(id: string, changes: KeyChanges, actor: ActingKey, now = Date.now()): Promise<KeyRecord> {
     const current = await this.get(id);
     const problems: ErrorDetail[] = [];
     if (changes.scopes) problems.push(...scopeProblems(current.kind, changes.scopes));
@@ -164,7 +165,7 @@ export class KeysService {
   }
 
   /** The same rule as for changes: no key deletes one with more rights than its own (itself excepted). */
-  async delete(id: string, actor: Actor = null): Promise<void> {
+  async delete(id: string, actor: ActingKey = null): Promise<void> {
     if (actor && actor.id !== id) {
       const current = await this.get(id);
       this.assertNoEscalation(actor, current.scopes, 'params.id');
@@ -178,7 +179,7 @@ export class KeysService {
    * A new secret, shown once; the old ones stop at once or after the grace period.
    * The caller receives the secret, so it must hold every management scope of the key.
    */
-  async rotate(id: string, gracePeriodSeconds: number, actor: Actor = null, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
+  async rotate(id: string, gracePeriodSeconds: number, actor: ActingKey = null, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
     const current = await this.get(id);
     this.assertNoEscalation(actor, current.scopes, 'params.id');
     const secret = newKeySecret(current.kind);

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 
-export type KeyKind = 'personal' | 'application' | 'management';
+import type { KeyKind } from '../domain/records.js';
 
 export const KEY_PREFIX: Readonly<Record<KeyKind, string>> = {
   personal: 'vibe_api_',

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { BootstrapError } from '../access/bootstrap.js';
 import { InvalidationBus } from '../access/invalidation.js';
 import { RedisConnection } from '../access/redis.js';
-import { presentKey, type KeyRecord } from '../access/key-model.js';
+import { presentKey } from '../access/key-model.js';
 import { KeysService, type KeyChanges, type KeyInput } from '../access/keys-service.js';
 import { version } from '../app.js';
 import { INT32_MAX } from '../domain/input-rules.js';
@@ -13,6 +13,7 @@ import { PortalsService } from '../portals/portals-service.js';
 import { banner, closeOnSignals, startServer } from '../server.js';
 import { openStore } from '../store/database.js';
 import { migrate } from '../store/migrations/index.js';
+import type { KeyRecord } from '../domain/records.js';
 
 /** The CLI works on the store directly (DATABASE_URL / DATA_DIR), and tells running servers through Redis when REDIS_URL is set. */
 async function withServices<T>(work: (s: { keys: KeysService; portals: PortalsService }) => Promise<T>): Promise<T> {

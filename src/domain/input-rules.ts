@@ -1,4 +1,4 @@
-import { Type, type TNumberOptions, type TStringOptions } from 'typebox';
+import { Type, type Static, type TNumberOptions, type TSchema, type TStringOptions } from 'typebox';
 import { validationError, type ErrorDetail } from '../errors.js';
 
 /**
@@ -18,6 +18,12 @@ export const MAX_FILTER_VALUES = 1000;
 export const MAX_SORT_KEYS = 10;
 /** Entries of `details` in one error answer; the rest is summed up in a last entry. */
 export const MAX_ERROR_DETAILS = 100;
+
+/** `T | null` as one JSON Schema type list (one clear error instead of an anyOf cascade). */
+export function Nullable<T extends TSchema>(schema: T, options: Record<string, unknown> = {}) {
+  const raw = schema as unknown as { type: string };
+  return Type.Unsafe<Static<T> | null>({ ...schema, ...options, type: [raw.type, 'null'] });
+}
 
 /** An integer in the 32-bit range (a TypeBox schema): `Int32({ minimum: 1 })` for ids. */
 export function Int32(options: TNumberOptions = {}) {

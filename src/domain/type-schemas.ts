@@ -1,12 +1,7 @@
-import { Type, type Static, type TSchema } from 'typebox';
-import { Int32 } from './input-rules.js';
+import { Type, type Static } from 'typebox';
+import { Int32, Nullable } from './input-rules.js';
 import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS, type FieldSpec } from './type-fields.js';
 
-/** `T | null` as one JSON Schema type list (one clear error instead of an anyOf cascade). */
-export function Nullable<T extends TSchema>(schema: T, options: Record<string, unknown> = {}) {
-  const raw = schema as unknown as { type: string };
-  return Type.Unsafe<Static<T> | null>({ ...schema, ...options, type: [raw.type, 'null'] });
-}
 
 const flagProperties = Object.fromEntries(FLAG_FIELDS.map((f) => [f.name, Type.Boolean({ description: f.title })])) as Record<(typeof FLAG_FIELDS)[number]['name'], ReturnType<typeof Type.Boolean>>;
 const optionalFlagProperties = Object.fromEntries(FLAG_FIELDS.map((f) => [f.name, Type.Optional(Type.Boolean({ description: f.title }))])) as Record<(typeof FLAG_FIELDS)[number]['name'], ReturnType<typeof Type.Optional<ReturnType<typeof Type.Boolean>>>>;

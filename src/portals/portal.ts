@@ -1,9 +1,9 @@
 import type { ListQuery } from '../domain/list-query.js';
+import type { PortalRecord } from '../domain/records.js';
 import type { TypeCard, TypeRecord } from '../domain/smart-process-type.js';
 import type { TypeDraft, TypePatch } from '../domain/type-input.js';
-import type { PortalRecord } from '../store/repositories/portals-repository.js';
 
-/** Who performs an operation: the Bitrix24 user id of the key owner or of the session. */
+/** The portal user an operation runs as: the key owner, or the user of the session. */
 export interface Actor {
   userId: number;
 }
@@ -13,17 +13,27 @@ export interface WriteOptions {
   ifMatch?: number;
 }
 
+/** The smart process types of one portal: the six operations behind /v1/smart-processes. */
+export interface SmartProcessTypes {
+  list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }>;
+  get(entityTypeId: number): Promise<TypeCard | null>;
+  has(entityTypeId: number): Promise<boolean>;
+  create(draft: TypeDraft, actor: Actor): Promise<TypeCard>;
+  update(entityTypeId: number, patch: TypePatch, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
+  delete(entityTypeId: number, options?: WriteOptions): Promise<void>;
+}
+
+/** Whether a portal can serve calls now; when not, why (check order row 6: 401 TOKEN_MISSING). */
+export type Readiness = { ready: true } | { ready: false; message: string; hint: string };
+
 /**
- * A Bitrix24 portal as smartproc sees it. `local` portals are emulated on our own
- * store; `bitrix24` portals are reached over REST (a later issue). Implementations
- * throw ApiError for rule violations and never format HTTP answers.
+ * A Bitrix24 portal as smartproc sees it, grown by parts: `types` today, `items` and
+ * others later, each beside the other. `local` portals are emulated on our own store;
+ * `bitrix24` portals are reached over REST. Implementations throw ApiError for rule
+ * violations and never format HTTP answers. The registry keeps one object per portal.
  */
 export interface Portal {
   readonly record: PortalRecord;
-  listTypes(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }>;
-  getType(entityTypeId: number): Promise<TypeCard | null>;
-  hasType(entityTypeId: number): Promise<boolean>;
-  createType(draft: TypeDraft, actor: Actor): Promise<TypeCard>;
-  updateType(entityTypeId: number, patch: TypePatch, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
-  deleteType(entityTypeId: number, options?: WriteOptions): Promise<void>;
+  readonly types: SmartProcessTypes;
+  readiness(): Readiness;
 }

@@ -3,11 +3,12 @@ import { isValidTimeZone } from '../domain/time.js';
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
 import type { Store } from '../store/database.js';
 import { KeysRepository } from '../store/repositories/keys-repository.js';
-import { PortalsRepository, type PortalRecord } from '../store/repositories/portals-repository.js';
+import { PortalsRepository } from '../store/repositories/portals-repository.js';
 import { TypesRepository } from '../store/repositories/types-repository.js';
+import type { PortalKind, PortalRecord } from '../domain/records.js';
 
 export interface PortalInput {
-  kind?: 'local' | 'bitrix24';
+  kind?: PortalKind;
   name?: string;
   timeZone?: string;
 }

@@ -1,25 +1,68 @@
 import type { InvalidationBus } from '../access/invalidation.js';
+import type { PortalKind, PortalRecord } from '../domain/records.js';
 import { ApiError } from '../errors.js';
 import type { Store } from '../store/database.js';
-import { TypeCardCache } from './local/type-card-cache.js';
-import type { PortalRecord } from '../store/repositories/portals-repository.js';
 import { LocalPortal } from './local/local-portal.js';
-import type { Portal } from './portal.js';
+import { TypeCardCache } from './local/type-card-cache.js';
+import type { Portal, Readiness, SmartProcessTypes } from './portal.js';
 
-/** Gives the Portal implementation for a portal record. */
+/** Builds the Portal object of a portal record of one kind. */
+export type PortalFactory = (record: PortalRecord) => Portal;
+
+/**
+ * One Portal object per portal (a `bitrix24` portal holds its token, refresh lock and
+ * request budget there), built by the factory of the record's kind. A portal changed
+ * or deleted (on any instance, through the invalidation bus) gets a new object; so
+ * does a record that is newer than the one the object was built from.
+ */
 export class PortalRegistry {
   /** Only where this process is the store's one writer (SQLite); PostgreSQL is shared by instances. */
   private readonly cards: TypeCardCache | null;
+  private readonly portals = new Map<number, Portal>();
+  private readonly factories: Partial<Record<PortalKind, PortalFactory>>;
 
-  constructor(private readonly store: Store, bus: InvalidationBus) {
+  constructor(store: Store, bus: InvalidationBus, factories: Partial<Record<PortalKind, PortalFactory>> = {}) {
     this.cards = store.dataVersion ? new TypeCardCache(store.dataVersion) : null;
+    this.factories = { local: (record) => new LocalPortal(record, store, this.cards), ...factories };
     bus.onMessage((message) => {
-      if (message.type !== 'key') this.cards?.clear();
+      if (message.type === 'key') return;
+      this.cards?.clear();
+      if (message.type === 'portal') this.portals.delete(message.id);
+      else this.portals.clear();
     });
   }
 
-  for(record: PortalRecord): Portal {
-    if (record.kind === 'local') return new LocalPortal(record, this.store, this.cards);
-    throw new ApiError('TOKEN_MISSING', 'The API key has no configured tokens', { hint: 'Bitrix24 portals are not served by this version of smartproc yet.' });
+  portalFor(record: PortalRecord): Portal {
+    const known = this.portals.get(record.id);
+    if (known && (known.record === record || known.record.updatedAt >= record.updatedAt)) return known;
+    const factory = this.factories[record.kind];
+    const portal = factory ? factory(record) : new UnservedPortal(record);
+    this.portals.set(record.id, portal);
+    return portal;
+  }
+
+  readiness(record: PortalRecord): Readiness {
+    return this.portalFor(record).readiness();
   }
 }
+
+const NO_TOKENS = 'The API key has no configured tokens';
+
+/** A portal of a kind this server has no implementation for: never ready. */
+class UnservedPortal implements Portal {
+  readonly types: SmartProcessTypes;
+
+  constructor(readonly record: PortalRecord) {
+    const hint = unservedHint(record);
+    const refuse = async (): Promise<never> => {
+      throw new ApiError('TOKEN_MISSING', NO_TOKENS, { hint });
+    };
+    this.types = { list: refuse, get: refuse, has: refuse, create: refuse, update: refuse, delete: refuse };
+  }
+
+  readiness(): Readiness {
+    return { ready: false, message: NO_TOKENS, hint: unservedHint(this.record) };
+  }
+}
+
+const unservedHint = (record: PortalRecord) => `${record.kind} portals are not served by this version of smartproc.`;

@@ -2,9 +2,9 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { buildApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { KeyInput } from '../../src/access/keys-service.js';
-import type { KeyRecord } from '../../src/access/key-model.js';
-import type { PortalRecord } from '../../src/store/repositories/portals-repository.js';
+
 import { openTestStore, type TestStore } from './test-store.js';
+import type { KeyRecord, PortalRecord } from '../../src/domain/records.js';
 
 export interface TestKey {
   secret: string;

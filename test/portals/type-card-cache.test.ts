@@ -102,12 +102,12 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
   it('in one batch, a write after a relation change of another type sees the new relations of its own card', async () => {
     const { app, store, record, close } = await cacheFixture();
     try {
-      const portal = app.services.portalRegistry.for(record);
+      const portal = app.services.portalRegistry.portalFor(record);
       const actor = { userId: 1 };
       const draft = (title: string, entityTypeId: number) => parseCreateBody({ title, entityTypeId });
-      await portal.createType(draft('X', 1080), actor);
-      await portal.createType(draft('Y', 1082), actor);
-      await portal.updateType(1080, parsePatchBody({ title: 'X cached' }, 1080), actor); // X's card is cached
+      await portal.types.create(draft('X', 1080), actor);
+      await portal.types.create(draft('Y', 1082), actor);
+      await portal.types.update(1080, parsePatchBody({ title: 'X cached' }, 1080), actor); // X's card is cached
 
       const commits: string[] = [];
       const connection = (store.writes as unknown as { connection: { run: (q: { sql: string }, parameters?: unknown[]) => unknown } }).connection;
@@ -117,15 +117,15 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
         return run(query as never, parameters);
       };
       const [first, , last] = await Promise.all([
-        portal.updateType(1080, parsePatchBody({ title: 'X one' }, 1080), actor),
-        portal.updateType(1082, parsePatchBody({ relations: { parent: [{ entityTypeId: 1080 }] } }, 1082), actor),
-        portal.updateType(1080, parsePatchBody({ title: 'X two' }, 1080), actor),
+        portal.types.update(1080, parsePatchBody({ title: 'X one' }, 1080), actor),
+        portal.types.update(1082, parsePatchBody({ relations: { parent: [{ entityTypeId: 1080 }] } }, 1082), actor),
+        portal.types.update(1080, parsePatchBody({ title: 'X two' }, 1080), actor),
       ]);
       assert.equal(commits.length, 1, 'the three writes shared one transaction');
       assert.deepEqual(first.relations.child, []);
       assert.deepEqual(last.relations.child.map((r) => r.entityTypeId), [1082]);
       assert.equal(last.record.version, first.record.version + 2, 'one for the relation set from the other end, one for its own change');
-      assert.deepEqual((await portal.getType(1080))!.relations.child.map((r) => r.entityTypeId), [1082]);
+      assert.deepEqual((await portal.types.get(1080))!.relations.child.map((r) => r.entityTypeId), [1082]);
     } finally {
       await close();
     }

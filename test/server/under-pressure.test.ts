@@ -30,7 +30,6 @@ describe('load shedding when the event loop is saturated', () => {
   after(() => t.close());
 
   it('answers 503 SERVICE_UNAVAILABLE with retryAfter in the envelope, keeps /health up, and serves again after', async () => {
-    assert.equal((await t.call('GET', '/v1/smart-processes')).statusCode, 200);
     const stop = saturate(80, 90);
     let shed;
     try {
@@ -44,8 +43,12 @@ describe('load shedding when the event loop is saturated', () => {
     const error = expectError(shed, 503, 'SERVICE_UNAVAILABLE');
     assert.ok(error.retryAfter && error.retryAfter >= 1);
     assert.equal(shed.headers['retry-after'], String(error.retryAfter));
-    await sleep(400);
-    const again = await t.call('GET', '/v1/smart-processes');
+    // Served again once the loop recovers (polled: other test files share this machine's cores).
+    let again = await t.call('GET', '/v1/smart-processes');
+    for (let i = 0; i < 50 && again.statusCode === 503; i++) {
+      await sleep(100);
+      again = await t.call('GET', '/v1/smart-processes');
+    }
     assert.equal(again.statusCode, 200, again.body);
     assert.equal(json(again).success, true);
   });

@@ -19,7 +19,7 @@ declare module 'fastify' {
 export function portalOf(request: FastifyRequest, registry: PortalRegistry): Portal {
   const portal = request.principal?.portal;
   if (!portal) throw new ApiError('INTERNAL_ERROR', 'portal route without a portal key');
-  return registry.for(portal);
+  return registry.portalFor(portal);
 }
 
 export function principalOf(request: FastifyRequest): Principal {

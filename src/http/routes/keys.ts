@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
-import { isoTime, presentKey } from '../../access/key-model.js';
+import { presentKey } from '../../access/key-model.js';
 import type { KeyChanges, KeyInput } from '../../access/keys-service.js';
 import { positiveInt32Param } from '../../domain/input-rules.js';
 import { principalOf } from '../plugins/auth.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
-import { CreateKeyBodySchema, IdParamsSchema, KeySchema, KeyWithSecretSchema, RotateKeyBodySchema, UpdateKeyBodySchema } from './management-schemas.js';
+import { CreateKeyBodySchema, KeyKindSchema, IdParamsSchema, KeySchema, KeyWithSecretSchema, RotateKeyBodySchema, UpdateKeyBodySchema } from './management-schemas.js';
+import { isoTime } from '../../domain/records.js';
 
 const READ: RouteAccess = { kind: 'management', scope: 'vibe:mgmt:keys' };
 const WRITE: RouteAccess = { ...READ, write: true };
@@ -21,7 +22,7 @@ export default async function keyRoutes(app: FastifyInstance) {
     config: { access: READ },
     schema: {
       tags, summary: 'List keys (never their secrets)',
-      querystring: Type.Object({ portalId: Type.Optional(Type.String({ pattern: '^[0-9]+$' })), kind: Type.Optional(Type.Union([Type.Literal('personal'), Type.Literal('application'), Type.Literal('management')])) }, { additionalProperties: false }),
+      querystring: Type.Object({ portalId: Type.Optional(Type.String({ pattern: '^[0-9]+$' })), kind: Type.Optional(KeyKindSchema()) }, { additionalProperties: false }),
       response: { 200: dataEnvelope(Type.Array(KeySchema)), ...errors('VALIDATION_ERROR') },
     },
   }, async (request) => {

@@ -1,16 +1,18 @@
 import { Type } from 'typebox';
+import { ACCESS_MODES, KEY_KINDS, PORTAL_KINDS } from '../../domain/records.js';
 import { MAX_GRACE_SECONDS } from '../../access/keys-service.js';
-import { Int32, SafeText } from '../../domain/input-rules.js';
-import { Nullable } from '../../domain/type-schemas.js';
+import { Int32, Nullable, SafeText } from '../../domain/input-rules.js';
 
 const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
 const AllowedIps = Type.Array(Type.String({ maxLength: 64 }), { maxItems: 200, description: 'IPv4/IPv6 addresses and CIDRs; empty = any' });
-const AccessModeSchema = Type.Union([Type.Literal('READWRITE'), Type.Literal('READONLY')]);
+const AccessModeSchema = Type.Enum(ACCESS_MODES);
+export const KeyKindSchema = (options = {}) => Type.Enum(KEY_KINDS, options);
+const PortalKindSchema = (options = {}) => Type.Enum(PORTAL_KINDS, options);
 const Rps = Nullable(Type.Integer({ minimum: 1, maximum: 100000 }), { description: 'requests per second (default 10); null = no limit' });
 
 export const KeySchema = Type.Object({
   id: Type.String(),
-  kind: Type.Union([Type.Literal('personal'), Type.Literal('application'), Type.Literal('management')]),
+  kind: KeyKindSchema(),
   name: Type.String(),
   portalId: Nullable(Type.Integer()),
   keyPrefix: Type.String(),
@@ -33,7 +35,7 @@ export const KeyWithSecretSchema = Type.Object({
 });
 
 export const CreateKeyBodySchema = Type.Object({
-  kind: Type.Optional(Type.Union([Type.Literal('personal'), Type.Literal('application'), Type.Literal('management')], { default: 'personal' })),
+  kind: Type.Optional(KeyKindSchema({ default: 'personal' })),
   portalId: Type.Optional(Nullable(Int32({ minimum: 1 }))),
   name: Type.Optional(Type.String({ maxLength: 200 })),
   scopes: Type.Optional(Scopes),
@@ -60,7 +62,7 @@ export const RotateKeyBodySchema = Type.Object({
 
 export const PortalSchema = Type.Object({
   id: Type.Integer(),
-  kind: Type.Union([Type.Literal('local'), Type.Literal('bitrix24')]),
+  kind: PortalKindSchema(),
   name: Type.String(),
   domain: Type.String(),
   timeZone: Type.String(),
@@ -69,7 +71,7 @@ export const PortalSchema = Type.Object({
 });
 
 export const CreatePortalBodySchema = Type.Object({
-  kind: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('bitrix24')], { default: 'local' })),
+  kind: Type.Optional(PortalKindSchema({ default: 'local' })),
   name: Type.Optional(Type.String({ maxLength: 200 })),
   timeZone: Type.Optional(Type.String({ maxLength: 64, description: 'IANA time zone (default UTC)' })),
 }, { additionalProperties: false });

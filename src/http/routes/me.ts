@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
-import { isoTime, type KeyRecord } from '../../access/key-model.js';
-import { Nullable } from '../../domain/type-schemas.js';
+
+import { Nullable } from '../../domain/input-rules.js';
 import { principalOf } from '../plugins/auth.js';
 import { dataEnvelope, errorResponses } from '../schemas.js';
+import { isoTime, type KeyRecord } from '../../domain/records.js';
 
 export interface CatalogRoute {
   method: string;
@@ -29,20 +30,14 @@ const MeSchema = Type.Object({
   routes: Type.Array(Type.Object({ method: Type.String(), path: Type.String() })),
 });
 
-function mayCall(key: KeyRecord, access: RouteAccess): boolean {
-  if (access.kind === 'portal' && key.kind === 'management') return false;
-  if (access.kind === 'management' && key.kind !== 'management') return false;
-  if (access.scope && !key.scopes.includes(access.scope)) return false;
-  return !(access.write && key.accessMode === 'READONLY');
-}
-
 /** GET /v1/me: who the caller is, and what it may call. */
 export default async function meRoutes(app: FastifyInstance, options: { catalog: CatalogRoute[] }) {
   app.get('/', {
     config: { access: { kind: 'any' } },
     schema: { tags: ['Platform'], summary: 'Who am I: the calling key, its portal, user, limits and the routes it may call', response: { 200: dataEnvelope(MeSchema), ...errorResponses(['MISSING_API_KEY', 'INVALID_API_KEY', 'IP_NOT_ALLOWED', 'TOKEN_MISSING', 'INVALID_SESSION', 'TOKEN_EXPIRED', 'SESSION_APP_MISMATCH', 'RATE_LIMITED']) } },
   }, async (request) => {
-    const { key, portal, session, userId } = principalOf(request);
+    const principal = principalOf(request);
+    const { key, portal, session, userId } = principal;
     return {
       success: true,
       data: {
@@ -59,7 +54,7 @@ export default async function meRoutes(app: FastifyInstance, options: { catalog:
         allowedIps: key.allowedIps,
         currentUser: userId === null ? null : { bitrixUserId: userId },
         session: session ? { id: session.id, expiresAt: isoTime(session.expiresAt)! } : null,
-        routes: options.catalog.filter((r) => mayCall(key, r.access)).map(({ method, path }) => ({ method, path })),
+        routes: options.catalog.filter((r) => app.services.access.mayCall(principal, r.access)).map(({ method, path }) => ({ method, path })),
       },
     };
   });

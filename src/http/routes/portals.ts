@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
-import { isoTime } from '../../access/key-model.js';
+
 import { positiveInt32Param } from '../../domain/input-rules.js';
-import type { PortalRecord } from '../../store/repositories/portals-repository.js';
+
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
 import { CreatePortalBodySchema, IdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
+import { isoTime, type PortalRecord } from '../../domain/records.js';
 
 const READ: RouteAccess = { kind: 'management', scope: 'vibe:mgmt:portals' };
 const WRITE: RouteAccess = { ...READ, write: true };

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { isoTime } from '../../access/key-model.js';
+
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
 import { CreateSessionBodySchema, SessionSchema } from './management-schemas.js';
+import { isoTime } from '../../domain/records.js';
 
 /** POST /v1/sessions: a 24 h user session for an application key of a local portal. */
 export default async function sessionRoutes(app: FastifyInstance) {

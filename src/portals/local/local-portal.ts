@@ -3,10 +3,11 @@ import type { ListQuery } from '../../domain/list-query.js';
 import { BASE_ENTITY_TYPES, relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
 import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type RelationsChange, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
 import type { Db, Runner, Store } from '../../store/database.js';
-import { PortalsRepository, type PortalRecord } from '../../store/repositories/portals-repository.js';
+import { PortalsRepository } from '../../store/repositories/portals-repository.js';
 import { TypesRepository } from '../../store/repositories/types-repository.js';
-import type { Actor, Portal, WriteOptions } from '../portal.js';
+import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
 import type { TypeCardCache } from './type-card-cache.js';
+import type { PortalRecord } from '../../domain/records.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
@@ -58,11 +59,24 @@ function sameSide(stored: Edge[], side: 'parent' | 'child', self: number, wanted
   return wanted.every((w) => current.get(w.entityTypeId) === w.isChildrenListEnabled);
 }
 
-/** An emulated Bitrix24 portal whose CRM data lives in smartproc's own store. */
+/** An emulated Bitrix24 portal whose CRM data lives in smartproc's own store: always ready. */
 export class LocalPortal implements Portal {
+  readonly types: LocalTypes;
+
+  constructor(readonly record: PortalRecord, store: Store, cards: TypeCardCache | null = null) {
+    this.types = new LocalTypes(record, store, cards);
+  }
+
+  readiness(): Readiness {
+    return { ready: true };
+  }
+}
+
+/** The smart process types of a local portal, kept in smartproc's own store. */
+export class LocalTypes implements SmartProcessTypes {
   constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cards: TypeCardCache | null = null) {}
 
-  private types(db: Db = this.store.db, runner?: Runner) {
+  private repository(db: Db = this.store.db, runner?: Runner) {
     return new TypesRepository(db, this.store.dialect, runner);
   }
 
@@ -81,7 +95,7 @@ export class LocalPortal implements Portal {
     if (!writes) {
       for (let round = 1; ; round++) {
         try {
-          return await db.transaction().execute((trx) => work(this.types(trx), new PortalsRepository(trx)));
+          return await db.transaction().execute((trx) => work(this.repository(trx), new PortalsRepository(trx)));
         } catch (error) {
           if (!(error instanceof LockOrderRestart)) throw error;
           if (round >= MAX_LOCK_ROUNDS) throw new ApiError('BITRIX_ERROR', 'The relations of this type kept changing while this write waited for them; try again');
@@ -95,7 +109,7 @@ export class LocalPortal implements Portal {
       return await writes.submit(
         async (run) => {
           if (!keep) cards?.clear();
-          const result = await work(this.types(db, run), new PortalsRepository(db, run));
+          const result = await work(this.repository(db, run), new PortalsRepository(db, run));
           const card = keep?.(result);
           if (card) cards?.noteWritten(this.record.id, card);
           return result;
@@ -113,18 +127,18 @@ export class LocalPortal implements Portal {
     }
   }
 
-  listTypes(query: ListQuery) {
-    return this.types().list(this.record.id, query);
+  list(query: ListQuery) {
+    return this.repository().list(this.record.id, query);
   }
 
-  async hasType(entityTypeId: number) {
-    return (await this.getType(entityTypeId)) !== null;
+  async has(entityTypeId: number) {
+    return (await this.get(entityTypeId)) !== null;
   }
 
-  async getType(entityTypeId: number): Promise<TypeCard | null> {
+  async get(entityTypeId: number): Promise<TypeCard | null> {
     const { card: cached, generation } = this.cards?.lookup(this.record.id, entityTypeId) ?? { generation: 0 };
     if (cached) return cached;
-    const types = this.types();
+    const types = this.repository();
     const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
     if (!record) return null;
     const card = { record, relations: relationsOf(record, edges) };
@@ -132,7 +146,7 @@ export class LocalPortal implements Portal {
     return card;
   }
 
-  async createType(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
+  async create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
     const portalId = this.record.id;
     try {
       return await this.transaction(async (types, portals) => {
@@ -196,7 +210,7 @@ export class LocalPortal implements Portal {
     }
   }
 
-  async updateType(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
+  async update(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
     const portalId = this.record.id;
     // Without relations in the request, only this type's card changed: keep it.
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
@@ -309,7 +323,7 @@ export class LocalPortal implements Portal {
     return record && { record, edges: await types.edgesOf(this.record.id, entityTypeId) };
   }
 
-  async deleteType(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
+  async delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
     const portalId = this.record.id;
     const seen = new Set<number>();
     await this.transaction(async (types) => {

@@ -1,17 +1,5 @@
-import type { AccessMode, KeyRecord } from '../../access/key-model.js';
-import type { KeyKind } from '../../access/tokens.js';
+import type { AccessMode, KeyKind, KeyRecord, SessionRecord } from '../../domain/records.js';
 import type { ApiKeysTable, Db } from '../database.js';
-
-export interface SessionRecord {
-  id: string;
-  keyId: string;
-  portalId: number;
-  userId: number;
-  tokenPrefix: string;
-  tokenSuffix: string;
-  expiresAt: number;
-  createdAt: number;
-}
 
 function toKey(row: ApiKeysTable): KeyRecord {
   return {

@@ -1,15 +1,6 @@
 import type { Selectable, Updateable } from 'kysely';
+import type { PortalKind, PortalRecord } from '../../domain/records.js';
 import { Repository, type PortalsTable } from '../database.js';
-
-export interface PortalRecord {
-  id: number;
-  kind: 'local' | 'bitrix24';
-  name: string;
-  domain: string;
-  timeZone: string;
-  createdAt: number;
-  updatedAt: number;
-}
 
 /** The counter of automatic entityTypeId values starts here and grows by 2 before use (contract §3.2). */
 export const ENTITY_TYPE_ID_COUNTER_START = 1030;
@@ -27,7 +18,7 @@ function toRecord(row: Selectable<PortalsTable>): PortalRecord {
 }
 
 export class PortalsRepository extends Repository {
-  async create(input: { kind: 'local'; name: string; domain?: string; timeZone: string }, now = Date.now()): Promise<PortalRecord> {
+  async create(input: { kind: PortalKind; name: string; domain?: string; timeZone: string }, now = Date.now()): Promise<PortalRecord> {
     const placeholder = input.domain ?? `pending-${now}-${Math.random().toString(36).slice(2)}`;
     const [row] = await this.rows<Selectable<PortalsTable>>(
       this.db

@@ -16,7 +16,7 @@ export default async function (app: FastifyInstance) {
   }, async (request, reply) => {
     const { portal, actor, timeZone } = portalCall(request);
     const draft = parseCreateBody(request.body as CreateTypeBody);
-    const card = await portal.createType(draft, actor);
+    const card = await portal.types.create(draft, actor);
     return sendCard(reply, card, timeZone, 201);
   });
 }

@@ -18,7 +18,7 @@ export default async function (app: FastifyInstance) {
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    await portalCall(request).portal.deleteType(entityTypeId, { ifMatch: ifMatchOf(request) });
+    await portalCall(request).portal.types.delete(entityTypeId, { ifMatch: ifMatchOf(request) });
     return reply.code(204).send();
   });
 }

@@ -16,7 +16,7 @@ export default async function (app: FastifyInstance) {
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
     const { portal, timeZone } = portalCall(request);
-    const card = await portal.getType(entityTypeId);
+    const card = await portal.types.get(entityTypeId);
     if (!card) throw typeNotFound(entityTypeId);
     return sendStoredCard(reply, card, timeZone);
   });

@@ -24,7 +24,7 @@ export const ListQueryDoc = Type.Object({
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
   const { portal, timeZone } = portalCall(request);
   const query = parseListQuery(raw, source, timeZone);
-  const { records, total } = await portal.listTypes(query);
+  const { records, total } = await portal.types.list(query);
   const items = records.map((record) => {
     if (!query.select) return listItemJson(record, timeZone);
     const item = presentListItem(record, timeZone) as Record<string, unknown>;

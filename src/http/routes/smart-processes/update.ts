@@ -11,7 +11,7 @@ export default async function (app: FastifyInstance) {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      if (!(await portalCall(request).portal.hasType(entityTypeId))) throw typeNotFound(entityTypeId);
+      if (!(await portalCall(request).portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
       if (request.body === undefined) request.body = {};
     },
     schema: {
@@ -29,7 +29,7 @@ export default async function (app: FastifyInstance) {
     const entityTypeId = entityTypeIdFrom(request);
     const { portal, actor, timeZone } = portalCall(request);
     const patch = parsePatchBody(request.body as PatchTypeBody, entityTypeId);
-    const card = await portal.updateType(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
+    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
     return sendCard(reply, card, timeZone);
   });
 }

@@ -1,0 +1,62 @@
+/**
+ * The records every layer speaks of: portals, keys and sessions as the store holds them
+ * and the services use them. Each kind is one union, written once here; schemas and
+ * validation take their values from these lists. No I/O.
+ */
+
+export const PORTAL_KINDS = ['local', 'bitrix24'] as const;
+export type PortalKind = (typeof PORTAL_KINDS)[number];
+
+export interface PortalRecord {
+  id: number;
+  kind: PortalKind;
+  name: string;
+  domain: string;
+  timeZone: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const KEY_KINDS = ['personal', 'application', 'management'] as const;
+export type KeyKind = (typeof KEY_KINDS)[number];
+
+export const ACCESS_MODES = ['READWRITE', 'READONLY'] as const;
+export type AccessMode = (typeof ACCESS_MODES)[number];
+
+export interface KeyRecord {
+  id: string;
+  kind: KeyKind;
+  portalId: number | null;
+  name: string;
+  keyPrefix: string;
+  keySuffix: string;
+  scopes: string[];
+  accessMode: AccessMode;
+  /** Epoch milliseconds; null = never. */
+  expiresAt: number | null;
+  /** null = no limit. */
+  requestsPerSecond: number | null;
+  allowedIps: string[];
+  userId: number | null;
+  createdByKeyId: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface SessionRecord {
+  id: string;
+  keyId: string;
+  portalId: number;
+  userId: number;
+  tokenPrefix: string;
+  tokenSuffix: string;
+  expiresAt: number;
+  createdAt: number;
+}
+
+/** Epoch milliseconds as ISO 8601 UTC with second precision (null stays null). */
+export function isoTime(ms: number): string;
+export function isoTime(ms: number | null): string | null;
+export function isoTime(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
