@@ -23,7 +23,7 @@ import smartProcessRoutes from './http/routes/smart-processes/index.js';
 import type { Services } from './http/services.js';
 import { PortalRegistry } from './portals/registry.js';
 import { PortalsService } from './portals/portals-service.js';
-import { openStore, type Store } from './store/database.js';
+import { openStore, type Store } from './store/store.js';
 import { migrate } from './store/migrations/index.js';
 
 /** package.json is one level up from src/ and two from dist/src/. */

@@ -1,7 +1,5 @@
 import { ApiError } from '../errors.js';
-import type { Store } from '../store/database.js';
-import { KeysRepository } from '../store/repositories/keys-repository.js';
-import { PortalsRepository } from '../store/repositories/portals-repository.js';
+import type { Store } from '../store/store.js';
 import type { Readiness } from '../portals/portal.js';
 import type { InvalidationBus } from './invalidation.js';
 import { compileAllowedIps } from './key-model.js';
@@ -88,9 +86,9 @@ export class AccessService {
   private resolve(token: string): Promise<ResolvedKey | null> {
     const hash = hashSecret(token);
     return this.keys.get(hash, async () => {
-      const found = await new KeysRepository(this.store.db).findBySecretHash(hash);
+      const found = await this.store.read.keys.findBySecretHash(hash);
       if (!found) return null;
-      const portal = found.key.portalId === null ? null : await new PortalsRepository(this.store.db).get(found.key.portalId);
+      const portal = found.key.portalId === null ? null : await this.store.read.portals.get(found.key.portalId);
       if (found.key.portalId !== null && !portal) return null;
       return { key: found.key, secretExpiresAt: found.secretExpiresAt, portal, ipAllowed: compileAllowedIps(found.key.allowedIps) };
     });
@@ -98,7 +96,7 @@ export class AccessService {
 
   private session(token: string): Promise<SessionRecord | null> {
     const hash = hashSecret(token);
-    return this.sessions.get(hash, () => new KeysRepository(this.store.db).findSession(hash));
+    return this.sessions.get(hash, () => this.store.read.keys.findSession(hash));
   }
 
   /**

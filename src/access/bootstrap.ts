@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Store } from '../store/database.js';
-import { PortalsRepository } from '../store/repositories/portals-repository.js';
+import type { Store } from '../store/store.js';
 import type { KeysService } from './keys-service.js';
 import { DEFAULT_PORTAL_SCOPES, MANAGEMENT_SCOPES } from './key-model.js';
 import { displayParts, KEY_PREFIX, kindOfKey, newId } from './tokens.js';
@@ -31,15 +30,10 @@ export function checkBootstrapManagementKey(value: string | null): void {
  */
 export async function bootstrapIfEmpty(store: Store, keys: KeysService, options: { dataDir: string; managementKey: string | null }): Promise<BootstrapResult | null> {
   checkBootstrapManagementKey(options.managementKey);
-  const claimed = await store.db
-    .insertInto('settings')
-    .values({ name: 'bootstrapped_at', value: new Date().toISOString() })
-    .onConflict((oc) => oc.column('name').doNothing())
-    .executeTakeFirst();
-  if (Number(claimed.numInsertedOrUpdatedRows ?? 0n) === 0) return null;
-  if ((await new PortalsRepository(store.db).count()) > 0) return null;
+  if (!(await store.write(({ repos }) => repos.settings.claim('bootstrapped_at', new Date().toISOString())))) return null;
+  if ((await store.read.portals.count()) > 0) return null;
 
-  const portal = await new PortalsRepository(store.db).create({ kind: 'local', name: 'Local portal', timeZone: 'UTC' });
+  const portal = await store.write(({ repos }) => repos.portals.create({ kind: 'local', name: 'Local portal', timeZone: 'UTC' }));
   let managementKey: string;
   if (options.managementKey) {
     managementKey = options.managementKey;

@@ -1,7 +1,5 @@
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import type { Store } from '../store/database.js';
-import { KeysRepository } from '../store/repositories/keys-repository.js';
-import { PortalsRepository } from '../store/repositories/portals-repository.js';
+import type { Store, StoreTransaction } from '../store/store.js';
 import type { InvalidationBus } from './invalidation.js';
 import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems } from './key-model.js';
 import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX } from './tokens.js';
@@ -44,7 +42,17 @@ export class KeysService {
   constructor(private readonly store: Store, private readonly bus: InvalidationBus) {}
 
   private repo() {
-    return new KeysRepository(this.store.db);
+    return this.store.read.keys;
+  }
+
+  /** Runs a write; a portal or key that a foreign key needs, deleted meanwhile, is the 400 `location` names. */
+  private async write<T>(work: (tx: StoreTransaction) => Promise<T>, gone: { location: string; message: string }): Promise<T> {
+    try {
+      return await this.store.write(work);
+    } catch (error) {
+      if (this.store.failureOf(error) === 'foreign_key') throw validationError([gone]);
+      throw error;
+    }
   }
 
   list(filter: { portalId?: number; kind?: KeyKind } = {}) {
@@ -76,7 +84,7 @@ export class KeysService {
       if (input.portalId !== undefined && input.portalId !== null) problems.push({ location: 'body.portalId', message: 'management keys belong to no portal', fix: 'leave portalId out' });
     } else if (input.portalId === undefined || input.portalId === null) {
       problems.push({ location: 'body.portalId', message: `a ${kind} key needs the portal it belongs to`, fix: 'list portals: GET /v1/portals' });
-    } else if (!(await new PortalsRepository(this.store.db).get(input.portalId))) {
+    } else if (!(await this.store.read.portals.get(input.portalId))) {
       problems.push({ location: 'body.portalId', message: `no portal with id ${input.portalId}`, fix: 'list portals: GET /v1/portals' });
     } else portalId = input.portalId;
 
@@ -108,13 +116,13 @@ export class KeysService {
       updatedAt: now,
     };
     if (actor && kind === 'management') this.assertNotWidened(actor, key, 'A management key cannot create one with more rights than its own');
-    await this.repo().insert(key, hashSecret(secret));
+    await this.write(({ repos }) => repos.keys.insert(key, hashSecret(secret)), { location: 'body.portalId', message: `portal ${portalId} was deleted meanwhile` });
     return { key, secret };
   }
 
   /** Inserts a key with a secret the operator chose (first start with SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY). */
   async insertWithSecret(key: KeyRecord, secret: string): Promise<void> {
-    await this.repo().insert(key, hashSecret(secret));
+    await this.store.write(({ repos }) => repos.keys.insert(key, hashSecret(secret)));
   }
 
   async update(id: string, changes: KeyChanges, actor: ActingKey, now = Date.now()): Promise<KeyRecord> {
@@ -140,7 +148,7 @@ export class KeysService {
     this.assertNoEscalation(actor, next.scopes);
     if (actor && actor.id === current.id) this.assertNotWidened(current, next, 'A key cannot widen its own rights');
     else if (actor && next.kind === 'management') this.assertNotWidened(actor, next, 'A management key cannot give another one more rights than its own');
-    await this.repo().update(next);
+    if (!(await this.store.write(({ repos }) => repos.keys.update(next)))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
     await this.bus.publish({ type: 'key', id });
     return next;
   }
@@ -171,7 +179,7 @@ export class KeysService {
       this.assertNoEscalation(actor, current.scopes, 'params.id');
       if (current.kind === 'management') this.assertNotWidened(actor, current, 'A management key cannot delete one with more rights than its own', 'params.id');
     }
-    if (!(await this.repo().delete(id))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    if (!(await this.store.write(({ repos }) => repos.keys.delete(id)))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
     await this.bus.publish({ type: 'key', id });
   }
 
@@ -187,12 +195,15 @@ export class KeysService {
     const display = displayParts(secret, KEY_PREFIX[current.kind]);
     const key: KeyRecord = { ...current, keyPrefix: display.prefix, keySuffix: display.suffix, updatedAt: now };
     const previousSecretExpiresAt = now + gracePeriodSeconds * 1000;
-    await this.store.db.transaction().execute(async (trx) => {
-      const repo = new KeysRepository(trx);
-      await repo.addSecret(id, hash, null, now);
-      await repo.expireOtherSecrets(id, hash, previousSecretExpiresAt);
-      await repo.update(key);
-    });
+    const rotated = await this.write(
+      async ({ repos }) => {
+        await repos.keys.addSecret(id, hash, null, now);
+        await repos.keys.expireOtherSecrets(id, hash, previousSecretExpiresAt);
+        return repos.keys.update(key);
+      },
+      { location: 'params.id', message: `key ${id} was deleted meanwhile` },
+    );
+    if (!rotated) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
     await this.bus.publish({ type: 'key', id });
     return { key, secret, previousSecretExpiresAt };
   }
@@ -216,7 +227,7 @@ export class KeysService {
       expiresAt: now + SESSION_LIFETIME_MS,
       createdAt: now,
     };
-    await this.repo().insertSession(session, hashSecret(token));
+    await this.write(({ repos }) => repos.keys.insertSession(session, hashSecret(token)), { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
     return { session, token };
   }
 }

@@ -11,7 +11,7 @@ import { stderrLog } from '../log-throttle.js';
 import { ApiError } from '../errors.js';
 import { PortalsService } from '../portals/portals-service.js';
 import { banner, closeOnSignals, startServer } from '../server.js';
-import { openStore } from '../store/database.js';
+import { openStore } from '../store/store.js';
 import { migrate } from '../store/migrations/index.js';
 import type { KeyRecord } from '../domain/records.js';
 

@@ -2,7 +2,7 @@ import type { AccessService } from '../access/access-service.js';
 import type { KeysService } from '../access/keys-service.js';
 import type { PortalRegistry } from '../portals/registry.js';
 import type { PortalsService } from '../portals/portals-service.js';
-import type { Store } from '../store/database.js';
+import type { Store } from '../store/store.js';
 
 /** What routes may use; decorated onto the Fastify instance as `app.services`. */
 export interface Services {

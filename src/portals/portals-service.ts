@@ -1,10 +1,7 @@
 import type { InvalidationBus } from '../access/invalidation.js';
 import { isValidTimeZone } from '../domain/time.js';
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import type { Store } from '../store/database.js';
-import { KeysRepository } from '../store/repositories/keys-repository.js';
-import { PortalsRepository } from '../store/repositories/portals-repository.js';
-import { TypesRepository } from '../store/repositories/types-repository.js';
+import type { Store } from '../store/store.js';
 import type { PortalKind, PortalRecord } from '../domain/records.js';
 
 export interface PortalInput {
@@ -23,7 +20,7 @@ export class PortalsService {
   constructor(private readonly store: Store, private readonly bus: InvalidationBus) {}
 
   private repo() {
-    return new PortalsRepository(this.store.db);
+    return this.store.read.portals;
   }
 
   list() {
@@ -40,16 +37,18 @@ export class PortalsService {
     const problems = timeZoneProblems(input.timeZone);
     if (input.kind === 'bitrix24') problems.push({ location: 'body.kind', message: 'bitrix24 portals are not served by this version yet', fix: 'create a local portal' });
     if (problems.length) throw validationError(problems);
-    return this.repo().create({ kind: 'local', name: input.name?.trim() || 'Local portal', timeZone: input.timeZone ?? 'UTC' });
+    return this.store.write(({ repos }) => repos.portals.create({ kind: 'local', name: input.name?.trim() || 'Local portal', timeZone: input.timeZone ?? 'UTC' }));
   }
 
   async update(id: number, changes: { name?: string; timeZone?: string }): Promise<PortalRecord> {
     await this.get(id);
     const problems = timeZoneProblems(changes.timeZone);
     if (problems.length) throw validationError(problems);
-    const updated = await this.repo().update(id, { name: changes.name?.trim() || undefined, timeZone: changes.timeZone });
+    const updated = await this.store.write(({ repos }) => repos.portals.update(id, { name: changes.name?.trim() || undefined, timeZone: changes.timeZone }));
+    // Deleted between the check above and the write.
+    if (!updated) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
     await this.bus.publish({ type: 'portal', id });
-    return updated!;
+    return updated;
   }
 
   /** A portal that still has keys or types is kept unless `force` is given. */
@@ -69,17 +68,16 @@ export class PortalsService {
    * break the order, so the transaction ends and runs again.
    */
   private async deleteOnce(id: number, force: boolean): Promise<boolean> {
-    return this.store.db.transaction().execute(async (trx) => {
-      const portals = new PortalsRepository(trx);
-      const types = new TypesRepository(trx, this.store.dialect);
-      const postgres = this.store.dialect === 'postgres';
+    return this.store.write(async ({ repos }) => {
+      const { portals, types, keys } = repos;
+      const rowLocks = this.store.capabilities.rowLocks;
       if (!(await portals.get(id))) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
       const locked = await types.lockAllInOrder(id);
-      if (postgres && !(await portals.lockForDelete(id))) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
-      const typeCount = postgres ? await types.countForPortal(id) : locked.length;
+      if (rowLocks && !(await portals.lockForDelete(id))) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);
+      const typeCount = rowLocks ? await types.countForPortal(id) : locked.length;
       if (typeCount !== locked.length) return false;
       if (!force) {
-        const keyCount = await new KeysRepository(trx).countForPortal(id);
+        const keyCount = await keys.countForPortal(id);
         if (keyCount || typeCount) {
           throw new ApiError('PORTAL_NOT_EMPTY', `Portal ${id} still has ${keyCount} key(s) and ${typeCount} smart process type(s)`, { hint: 'Delete them first, or send ?force=true to delete the portal with everything in it.' });
         }

@@ -1,7 +1,7 @@
 import type { InvalidationBus } from '../access/invalidation.js';
 import type { PortalKind, PortalRecord } from '../domain/records.js';
 import { ApiError } from '../errors.js';
-import type { Store } from '../store/database.js';
+import type { Store } from '../store/store.js';
 import { LocalPortal } from './local/local-portal.js';
 import { TypeCardCache } from './local/type-card-cache.js';
 import type { Portal, Readiness, SmartProcessTypes } from './portal.js';
@@ -22,7 +22,7 @@ export class PortalRegistry {
   private readonly factories: Partial<Record<PortalKind, PortalFactory>>;
 
   constructor(store: Store, bus: InvalidationBus, factories: Partial<Record<PortalKind, PortalFactory>> = {}) {
-    this.cards = store.dataVersion ? new TypeCardCache(store.dataVersion) : null;
+    this.cards = store.capabilities.dataVersion ? new TypeCardCache(store.capabilities.dataVersion) : null;
     this.factories = { local: (record) => new LocalPortal(record, store, this.cards), ...factories };
     bus.onMessage((message) => {
       if (message.type === 'key') return;

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DatabaseConnection, Driver, Kysely } from 'kysely';
-import type { Database, Runner } from './database.js';
+import type { Database } from './tables.js';
+import type { Runner } from './repository.js';
 
 /** What the batch needs of the SQLite connection: run a statement, and whether a transaction is open. */
 export interface SqliteConnection {

@@ -8,7 +8,7 @@ import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { LIST_FIELD_NAMES } from '../../src/domain/type-fields.js';
 import { ERROR_TABLE } from '../../src/errors.js';
-import { openStore, type Store } from '../../src/store/database.js';
+import { openStore, type Store } from '../../src/store/store.js';
 
 /**
  * The fuzzer of the fault suite (issue 7): at least 10,000 random requests per store

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { relationLockStats } from '../../src/portals/local/local-portal.js';
-import { openStore, type Store } from '../../src/store/database.js';
+import { openStore, type Store } from '../../src/store/store.js';
 import { endsDisagree, orphanEdges, randomFrom, type CardRelations } from '../helpers/relations.js';
 
 /**

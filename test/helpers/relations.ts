@@ -1,5 +1,5 @@
 import { BASE_ENTITY_TYPES } from '../../src/domain/smart-process-type.js';
-import type { Store } from '../../src/store/database.js';
+import type { Store } from '../../src/store/store.js';
 
 export interface StoredEdge {
   portalId: number;

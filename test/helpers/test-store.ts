@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import pg from 'pg';
-import { openStore, type Store } from '../../src/store/database.js';
+import { openStore, type Store } from '../../src/store/store.js';
 
 /**
  * The suite runs once per store: SMARTPROC_TEST_DATABASE_URL=postgres://... selects

@@ -6,7 +6,7 @@ import Sqlite from 'better-sqlite3';
 import { describe, it } from 'node:test';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { openStore } from '../../src/store/database.js';
+import { openStore } from '../../src/store/store.js';
 import { TEST_DIALECT } from '../helpers/test-store.js';
 import { EXTERNAL_CHECK_MS } from '../../src/portals/local/type-card-cache.js';
 import { parseCreateBody, parsePatchBody } from '../../src/domain/type-input.js';

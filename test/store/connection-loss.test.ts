@@ -9,7 +9,7 @@ import { freePort } from '../helpers/redis-server.js';
 import { expectError } from '../helpers/expect.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { TEST_DATABASE_URL, TEST_DIALECT } from '../helpers/test-store.js';
-import type { Store } from '../../src/store/database.js';
+import type { Store } from '../../src/store/store.js';
 
 /**
  * PostgreSQL closes connections under a running server (restart, failover,

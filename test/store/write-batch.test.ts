@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { sql, type CompiledQuery } from 'kysely';
-import { openStore, type Runner, type Store } from '../../src/store/database.js';
+import { openStore, type Store } from '../../src/store/store.js';
+import type { Runner } from '../../src/store/repository.js';
 import { BatchSelfWaitError, MAX_BATCH, SELF_WAIT_LIMIT_MS } from '../../src/store/write-batch.js';
 
 /** Group commit exists only on the SQLite store (PostgreSQL runs each write in a transaction of its own). */

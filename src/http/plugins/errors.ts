@@ -17,13 +17,6 @@ const FASTIFY_CODES = new Map<string, ErrorCode>([
   ['FST_ERR_CTP_INVALID_JSON_BODY', 'VALIDATION_ERROR'],
 ]);
 
-/** Failures of the store (or Redis) that a retry may cure: 503, not 500. */
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', '53300', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL']);
-
-function isUnavailable(error: { code?: unknown; message?: string }): boolean {
-  return (typeof error.code === 'string' && UNAVAILABLE_CODES.has(error.code)) || /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|is not queryable/i.test(error.message ?? '');
-}
-
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** req_ and 16 random hex digits; the random bytes are drawn 4 KiB at a time (one system call per 512 ids). */
@@ -234,7 +227,8 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
   // While the store is down every request fails the same way: one line per 10 s, not one per request.
   const unavailable = new LogThrottle(10_000);
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
-    if (isUnavailable(error)) {
+    // Failures of the store that a retry may cure: 503, not 500 (the store says which they are).
+    if (request.server.services.store.failureOf(error) === 'unavailable') {
       const held = unavailable.pass();
       if (held !== null) request.log.warn({ err: error, requestId: request.id, ...(held ? { alsoUnavailable: held } : {}) }, 'store unavailable: answering 503');
       return sendError(request, reply, new ApiError('SERVICE_UNAVAILABLE', 'The store is unavailable; retry shortly', { retryAfter: 1 }));

@@ -2,9 +2,7 @@ import { ApiError, typeNotFound } from '../../errors.js';
 import type { ListQuery } from '../../domain/list-query.js';
 import { BASE_ENTITY_TYPES, relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
 import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type RelationsChange, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
-import type { Db, Runner, Store } from '../../store/database.js';
-import { PortalsRepository } from '../../store/repositories/portals-repository.js';
-import { TypesRepository } from '../../store/repositories/types-repository.js';
+import type { PortalsRepository, Store, TypesRepository } from '../../store/store.js';
 import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
 import type { TypeCardCache } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
@@ -48,15 +46,19 @@ function portalGone(portalId: number): ApiError {
   return new ApiError('INVALID_API_KEY', `The portal ${portalId} of this key has been deleted`);
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string };
-  return e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
 
 function sameSide(stored: Edge[], side: 'parent' | 'child', self: number, wanted: RelationEntry[]): boolean {
   const current = new Map(stored.filter((e) => (side === 'parent' ? e.child === self : e.parent === self)).map((e) => [side === 'parent' ? e.parent : e.child, e.isChildrenListEnabled]));
   if (current.size !== wanted.length) return false;
   return wanted.every((w) => current.get(w.entityTypeId) === w.isChildrenListEnabled);
+}
+
+/** What one write of a local portal works with: the repositories of its transaction. */
+interface WriteScope {
+  types: TypesRepository;
+  portals: PortalsRepository;
+  /** SQLite: the group-commit transaction it runs in (the card cache's guard); null on PostgreSQL. */
+  transactionNumber: number | null;
 }
 
 /** An emulated Bitrix24 portal whose CRM data lives in smartproc's own store: always ready. */
@@ -76,9 +78,6 @@ export class LocalPortal implements Portal {
 export class LocalTypes implements SmartProcessTypes {
   constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cards: TypeCardCache | null = null) {}
 
-  private repository(db: Db = this.store.db, runner?: Runner) {
-    return new TypesRepository(db, this.store.dialect, runner);
-  }
 
   /**
    * One write, in one transaction: on SQLite through the store's write batch (group
@@ -90,45 +89,37 @@ export class LocalTypes implements SmartProcessTypes {
    * cached card before it runs, so that later writes of the same batch do not use them,
    * and again once committed.
    */
-  private async transaction<T>(work: (types: TypesRepository, portals: PortalsRepository) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
-    const { db, writes } = this.store;
-    if (!writes) {
-      for (let round = 1; ; round++) {
-        try {
-          return await db.transaction().execute((trx) => work(this.repository(trx), new PortalsRepository(trx)));
-        } catch (error) {
-          if (!(error instanceof LockOrderRestart)) throw error;
-          if (round >= MAX_LOCK_ROUNDS) throw new ApiError('BITRIX_ERROR', 'The relations of this type kept changing while this write waited for them; try again');
-          relationLockStats.restarts++;
-          relationLockStats.mostRuns = Math.max(relationLockStats.mostRuns, round + 1);
-        }
-      }
-    }
+  private async transaction<T>(work: (scope: WriteScope) => Promise<T>, keep?: (result: T) => TypeCard | null): Promise<T> {
     const cards = this.cards;
-    try {
-      return await writes.submit(
-        async (run) => {
-          if (!keep) cards?.clear();
-          const result = await work(this.repository(db, run), new PortalsRepository(db, run));
-          const card = keep?.(result);
-          if (card) cards?.noteWritten(this.record.id, card);
-          return result;
-        },
-        (result) => {
-          // Runs right after the COMMIT, before any other request.
-          const card = keep?.(result);
-          if (card) cards?.committed(this.record.id, card);
-          else cards?.clear();
-        },
-      );
-    } catch (error) {
-      cards?.clear();
-      throw error;
+    for (let round = 1; ; round++) {
+      try {
+        return await this.store.write(
+          async ({ repos, transactionNumber }) => {
+            if (!keep) cards?.clear();
+            const result = await work({ types: repos.types, portals: repos.portals, transactionNumber });
+            const card = keep?.(result);
+            if (card) cards?.noteWritten(this.record.id, card);
+            return result;
+          },
+          (result) => {
+            // Runs right after the COMMIT, before any other request.
+            const card = keep?.(result);
+            if (card) cards?.committed(this.record.id, card);
+            else cards?.clear();
+          },
+        );
+      } catch (error) {
+        cards?.clear();
+        if (!(error instanceof LockOrderRestart)) throw error;
+        if (round >= MAX_LOCK_ROUNDS) throw new ApiError('BITRIX_ERROR', 'The relations of this type kept changing while this write waited for them; try again');
+        relationLockStats.restarts++;
+        relationLockStats.mostRuns = Math.max(relationLockStats.mostRuns, round + 1);
+      }
     }
   }
 
   list(query: ListQuery) {
-    return this.repository().list(this.record.id, query);
+    return this.store.read.types.list(this.record.id, query);
   }
 
   async has(entityTypeId: number) {
@@ -138,7 +129,7 @@ export class LocalTypes implements SmartProcessTypes {
   async get(entityTypeId: number): Promise<TypeCard | null> {
     const { card: cached, generation } = this.cards?.lookup(this.record.id, entityTypeId) ?? { generation: 0 };
     if (cached) return cached;
-    const types = this.repository();
+    const types = this.store.read.types;
     const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
     if (!record) return null;
     const card = { record, relations: relationsOf(record, edges) };
@@ -149,7 +140,7 @@ export class LocalTypes implements SmartProcessTypes {
   async create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
     const portalId = this.record.id;
     try {
-      return await this.transaction(async (types, portals) => {
+      return await this.transaction(async ({ types, portals }) => {
         // Locks in the order of every write (docs/architecture.md, "Locking"): the types at the
         // other ends of the new edges, then the portal row (its counters). An end counts only
         // if its row is there once locked: a type deleted meanwhile is refused, never linked.
@@ -189,7 +180,7 @@ export class LocalTypes implements SmartProcessTypes {
         return { record, relations: relationsOf(record, edges) };
       });
     } catch (error) {
-      if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'entityTypeId or code was taken by a concurrent request; try again');
+      if (this.store.failureOf(error) === 'unique') throw new ApiError('BITRIX_ERROR', 'entityTypeId or code was taken by a concurrent request; try again');
       throw error;
     }
   }
@@ -217,10 +208,11 @@ export class LocalTypes implements SmartProcessTypes {
     // Types seen at the other end of this type's edges, kept across runs of the transaction (LockOrderRestart).
     const seen = new Set<number>();
     try {
-      return await this.transaction(async (types) => {
+      return await this.transaction(async (scope) => {
+        const { types } = scope;
         // Without relations only this type's row is locked: the cheap path of a PATCH.
-        const forEdges = patch.relations ? await this.lockForEdgeWrite(types, entityTypeId, requestedEnds(patch.relations), seen, true) : null;
-        const stored = patch.relations ? forEdges : await this.storedForWrite(types, entityTypeId);
+        const forEdges = patch.relations ? await this.lockForEdgeWrite(scope, entityTypeId, requestedEnds(patch.relations), seen, true) : null;
+        const stored = patch.relations ? forEdges : await this.storedForWrite(scope, entityTypeId);
         if (!stored) throw typeNotFound(entityTypeId);
         const { record: current, edges } = stored;
         assertVersion(current, options);
@@ -247,7 +239,7 @@ export class LocalTypes implements SmartProcessTypes {
         return { record: next, relations: relationsOf(next, after) };
       }, keep);
     } catch (error) {
-      if (isUniqueViolation(error)) throw new ApiError('BITRIX_ERROR', 'code was taken by a concurrent request; try again');
+      if (this.store.failureOf(error) === 'unique') throw new ApiError('BITRIX_ERROR', 'code was taken by a concurrent request; try again');
       throw error;
     }
   }
@@ -258,9 +250,10 @@ export class LocalTypes implements SmartProcessTypes {
    * when it is provably current: no other connection has committed since it was cached
    * (checked under the write lock) and the row's version is the card's.
    */
-  private async storedForWrite(types: TypesRepository, entityTypeId: number): Promise<{ record: TypeRecord; edges: Edge[] } | null> {
+  private async storedForWrite(scope: WriteScope, entityTypeId: number): Promise<{ record: TypeRecord; edges: Edge[] } | null> {
+    const { types } = scope;
     const portalId = this.record.id;
-    const cached = this.store.writes && this.cards?.forWrite(portalId, entityTypeId, this.store.writes.transactionNumber);
+    const cached = scope.transactionNumber !== null && this.cards?.forWrite(portalId, entityTypeId, scope.transactionNumber);
     if (cached && (await types.versionOf(portalId, entityTypeId)) === cached.record.version) return { record: cached.record, edges: storedEdgesOf(cached) };
     return this.storedNow(types, entityTypeId);
   }
@@ -281,11 +274,12 @@ export class LocalTypes implements SmartProcessTypes {
    * SQLite (one writer, already held): the row and edges as `storedForWrite` gives them
    * (`cached`), and which requested ends exist.
    */
-  private async lockForEdgeWrite(types: TypesRepository, self: number, requested: number[], seen: Set<number>, cached: boolean): Promise<EdgeWriteState | null> {
+  private async lockForEdgeWrite(scope: WriteScope, self: number, requested: number[], seen: Set<number>, cached: boolean): Promise<EdgeWriteState | null> {
+    const { types } = scope;
     const portalId = this.record.id;
     const lockable = (etid: number) => !BASE_ENTITY_TYPES.has(etid);
-    if (this.store.dialect !== 'postgres') {
-      const stored = cached ? await this.storedForWrite(types, self) : await this.storedNow(types, self);
+    if (!this.store.capabilities.rowLocks) {
+      const stored = cached ? await this.storedForWrite(scope, self) : await this.storedNow(types, self);
       if (!stored) return null;
       const ends = await types.lockInOrder(portalId, requested.filter((etid) => lockable(etid) && etid !== self));
       return { ...stored, existing: new Set(ends.map((end) => end.entityTypeId)) };
@@ -308,7 +302,7 @@ export class LocalTypes implements SmartProcessTypes {
       try {
         more = await types.lockInOrder(portalId, missing, { noWait: !inOrder });
       } catch (error) {
-        if ((error as { code?: string })?.code === '55P03') throw new LockOrderRestart();
+        if (this.store.failureOf(error) === 'lock_not_available') throw new LockOrderRestart();
         throw error;
       }
       // An end of an edge of a locked type cannot be deleted (that needs the lock of both ends); if its row is still not there, run again.
@@ -326,9 +320,10 @@ export class LocalTypes implements SmartProcessTypes {
   async delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
     const portalId = this.record.id;
     const seen = new Set<number>();
-    await this.transaction(async (types) => {
+    await this.transaction(async (scope) => {
+      const { types } = scope;
       // Not from the card cache: item_count changes without moving the version.
-      const stored = await this.lockForEdgeWrite(types, entityTypeId, [], seen, false);
+      const stored = await this.lockForEdgeWrite(scope, entityTypeId, [], seen, false);
       if (!stored) throw typeNotFound(entityTypeId);
       const { record: current, edges } = stored;
       assertVersion(current, options);

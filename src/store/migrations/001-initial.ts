@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Dialect } from '../database.js';
+import type { Dialect } from '../tables.js';
 
 export function initial(dialect: Dialect) {
   const serial = dialect === 'postgres' ? 'serial' : 'integer';

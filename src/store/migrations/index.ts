@@ -1,5 +1,5 @@
 import { Migrator, sql, type Migration } from 'kysely';
-import type { Store } from '../database.js';
+import type { Store } from '../store.js';
 import { initial } from './001-initial.js';
 import { orphanEdges } from './002-orphan-edges.js';
 

@@ -1,5 +1,6 @@
 import type { AccessMode, KeyKind, KeyRecord, SessionRecord } from '../../domain/records.js';
-import type { ApiKeysTable, Db } from '../database.js';
+import { Repository } from '../repository.js';
+import type { ApiKeysTable, SessionsTable } from '../tables.js';
 
 function toKey(row: ApiKeysTable): KeyRecord {
   return {
@@ -41,45 +42,45 @@ function toRow(key: KeyRecord): ApiKeysTable {
   };
 }
 
-export class KeysRepository {
-  constructor(private readonly db: Db) {}
-
+export class KeysRepository extends Repository {
   async insert(key: KeyRecord, secretHash: string): Promise<void> {
-    await this.db.insertInto('api_keys').values(toRow(key)).execute();
+    await this.rows(this.db.insertInto('api_keys').values(toRow(key)));
     await this.addSecret(key.id, secretHash, null, key.createdAt);
   }
 
   async addSecret(keyId: string, hash: string, expiresAt: number | null, now = Date.now()): Promise<void> {
-    await this.db.insertInto('key_secrets').values({ hash, key_id: keyId, expires_at: expiresAt, created_at: now }).execute();
+    await this.rows(this.db.insertInto('key_secrets').values({ hash, key_id: keyId, expires_at: expiresAt, created_at: now }));
   }
 
   /** Ends every secret of a key except `keep` at `at` (now, or the end of a grace period). */
   async expireOtherSecrets(keyId: string, keep: string, at: number): Promise<void> {
-    await this.db
-      .updateTable('key_secrets')
-      .set({ expires_at: at })
-      .where('key_id', '=', keyId)
-      .where('hash', '<>', keep)
-      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
-      .execute();
-    await this.db.deleteFrom('key_secrets').where('key_id', '=', keyId).where('expires_at', '<=', Date.now() - 86_400_000).execute();
+    await this.rows(
+      this.db
+        .updateTable('key_secrets')
+        .set({ expires_at: at })
+        .where('key_id', '=', keyId)
+        .where('hash', '<>', keep)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)])),
+    );
+    await this.rows(this.db.deleteFrom('key_secrets').where('key_id', '=', keyId).where('expires_at', '<=', Date.now() - 86_400_000));
   }
 
   async findBySecretHash(hash: string): Promise<{ key: KeyRecord; secretExpiresAt: number | null } | null> {
-    const row = await this.db
-      .selectFrom('key_secrets')
-      .innerJoin('api_keys', 'api_keys.id', 'key_secrets.key_id')
-      .selectAll('api_keys')
-      .select('key_secrets.expires_at as secret_expires_at')
-      .where('key_secrets.hash', '=', hash)
-      .executeTakeFirst();
+    const [row] = await this.rows<ApiKeysTable & { secret_expires_at: number | null }>(
+      this.db
+        .selectFrom('key_secrets')
+        .innerJoin('api_keys', 'api_keys.id', 'key_secrets.key_id')
+        .selectAll('api_keys')
+        .select('key_secrets.expires_at as secret_expires_at')
+        .where('key_secrets.hash', '=', hash),
+    );
     if (!row) return null;
     const { secret_expires_at, ...key } = row;
     return { key: toKey(key), secretExpiresAt: secret_expires_at === null ? null : Number(secret_expires_at) };
   }
 
   async get(id: string): Promise<KeyRecord | null> {
-    const row = await this.db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    const [row] = await this.rows<ApiKeysTable>(this.db.selectFrom('api_keys').selectAll().where('id', '=', id));
     return row ? toKey(row) : null;
   }
 
@@ -87,30 +88,31 @@ export class KeysRepository {
     let query = this.db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id');
     if (filter.portalId !== undefined) query = query.where('portal_id', '=', filter.portalId);
     if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
-    return (await query.execute()).map(toKey);
+    return (await this.rows<ApiKeysTable>(query)).map(toKey);
   }
 
   async countForPortal(portalId: number): Promise<number> {
-    const row = await this.db.selectFrom('api_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('portal_id', '=', portalId).executeTakeFirstOrThrow();
+    const [row] = await this.rows<{ n: number }>(this.db.selectFrom('api_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('portal_id', '=', portalId));
     return Number(row.n);
   }
 
-  async update(key: KeyRecord): Promise<void> {
+  /** false when there is no such key (deleted meanwhile). */
+  async update(key: KeyRecord): Promise<boolean> {
     const { id, ...changes } = toRow(key);
-    await this.db.updateTable('api_keys').set(changes).where('id', '=', id).execute();
+    return (await this.rows<{ id: string }>(this.db.updateTable('api_keys').set(changes).where('id', '=', id).returning('id'))).length > 0;
   }
 
+  /** Deletes a key with its secrets and sessions; false when there was no such key. */
   async delete(id: string): Promise<boolean> {
-    await this.db.deleteFrom('sessions').where('key_id', '=', id).execute();
-    await this.db.deleteFrom('key_secrets').where('key_id', '=', id).execute();
-    const result = await this.db.deleteFrom('api_keys').where('id', '=', id).executeTakeFirst();
-    return Number(result.numDeletedRows) > 0;
+    await this.rows(this.db.deleteFrom('sessions').where('key_id', '=', id));
+    await this.rows(this.db.deleteFrom('key_secrets').where('key_id', '=', id));
+    const deleted = await this.rows<{ id: string }>(this.db.deleteFrom('api_keys').where('id', '=', id).returning('id'));
+    return deleted.length > 0;
   }
 
   async insertSession(session: SessionRecord, hash: string): Promise<void> {
-    await this.db
-      .insertInto('sessions')
-      .values({
+    await this.rows(
+      this.db.insertInto('sessions').values({
         hash,
         id: session.id,
         key_id: session.keyId,
@@ -120,13 +122,13 @@ export class KeysRepository {
         token_suffix: session.tokenSuffix,
         expires_at: session.expiresAt,
         created_at: session.createdAt,
-      })
-      .execute();
-    await this.db.deleteFrom('sessions').where('expires_at', '<', session.createdAt - 86_400_000).execute();
+      }),
+    );
+    await this.rows(this.db.deleteFrom('sessions').where('expires_at', '<', session.createdAt - 86_400_000));
   }
 
   async findSession(hash: string): Promise<SessionRecord | null> {
-    const row = await this.db.selectFrom('sessions').selectAll().where('hash', '=', hash).executeTakeFirst();
+    const [row] = await this.rows<SessionsTable>(this.db.selectFrom('sessions').selectAll().where('hash', '=', hash));
     if (!row) return null;
     return {
       id: row.id,

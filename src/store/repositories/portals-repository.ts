@@ -1,6 +1,7 @@
 import type { Selectable, Updateable } from 'kysely';
 import type { PortalKind, PortalRecord } from '../../domain/records.js';
-import { Repository, type PortalsTable } from '../database.js';
+import { Repository } from '../repository.js';
+import type { PortalsTable } from '../tables.js';
 
 /** The counter of automatic entityTypeId values starts here and grows by 2 before use (contract §3.2). */
 export const ENTITY_TYPE_ID_COUNTER_START = 1030;

@@ -2,7 +2,8 @@ import { sql, type CompiledQuery, type Compilable, type Expression, type Express
 import type { Edge, TypeRecord } from '../../domain/smart-process-type.js';
 import type { Condition, ListQuery } from '../../domain/list-query.js';
 import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
-import { Repository, type Database, type Db, type Runner, type SmartProcessTypesTable } from '../database.js';
+import { Repository, type Runner } from '../repository.js';
+import type { Database, Db, SmartProcessTypesTable } from '../tables.js';
 
 type TypesEb = ExpressionBuilder<Database, 'smart_process_types'>;
 /** The columns a TypeRecord is read from (not portal_id nor title_lower: each column read costs on every row). */

@@ -1,0 +1,10 @@
+import { Repository } from '../repository.js';
+
+/** Named values of the store (`settings`): the first-start claim. */
+export class SettingsRepository extends Repository {
+  /** Sets `name` unless it is set already; true when this call set it (one winner among instances starting together). */
+  async claim(name: string, value: string): Promise<boolean> {
+    const rows = await this.rows<{ name: string }>(this.db.insertInto('settings').values({ name, value }).onConflict((oc) => oc.column('name').doNothing()).returning('name'));
+    return rows.length > 0;
+  }
+}

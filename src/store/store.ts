@@ -1,0 +1,94 @@
+import path from 'node:path';
+import type { Kysely } from 'kysely';
+import type { WarnLog } from '../log-throttle.js';
+import type { StoreFailure } from './driver-errors.js';
+import { openPostgres } from './postgres.js';
+import { openSqlite } from './sqlite.js';
+import type { Runner } from './repository.js';
+import { KeysRepository } from './repositories/keys-repository.js';
+import { PortalsRepository } from './repositories/portals-repository.js';
+import { SettingsRepository } from './repositories/settings-repository.js';
+import { TypesRepository } from './repositories/types-repository.js';
+import type { Database, Db, Dialect } from './tables.js';
+import type { WriteBatch } from './write-batch.js';
+
+export type { StoreFailure } from './driver-errors.js';
+export type { KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+
+/** The repositories of the store, bound to a connection or to one write's transaction. */
+export interface Repositories {
+  types: TypesRepository;
+  portals: PortalsRepository;
+  keys: KeysRepository;
+  settings: SettingsRepository;
+}
+
+/** One write, as `work` sees it: repositories bound to its transaction. */
+export interface StoreTransaction {
+  readonly repos: Repositories;
+  /** SQLite: writes that see the same number share one transaction (and its write lock); null on PostgreSQL. */
+  readonly transactionNumber: number | null;
+}
+
+/** What the store can do, for the layers above it (they never ask which database it is). */
+export interface StoreCapabilities {
+  /** Row locks (SELECT ... FOR UPDATE) order concurrent writes: PostgreSQL. SQLite has one writer at a time. */
+  rowLocks: boolean;
+  /** This process is the store's one writer, so its caches can be kept current (SQLite); changes by another process show in `dataVersion`. */
+  dataVersion: (() => number) | null;
+}
+
+export interface Store {
+  /** Kysely over the store, for the migrations and for tests that look at rows; services go through `read` and `write`. */
+  readonly db: Kysely<Database>;
+  /** The database's name, for display (/health, logs); no code decides by it. */
+  readonly dialect: Dialect;
+  readonly describe: string;
+  readonly capabilities: StoreCapabilities;
+  /** Repositories outside any transaction: reads, and statements that need none. */
+  readonly read: Repositories;
+  /**
+   * Runs `work` as one atomic write: on SQLite in the group-commit batch (write-batch.ts;
+   * a write's own savepoint, answered after the COMMIT), on PostgreSQL in a transaction
+   * of its own, run again when PostgreSQL aborts it for a deadlock or serialization
+   * conflict. `work` must use only the repositories it is given. `committed` runs right
+   * after the COMMIT, before any other request (cache upkeep); its failure is ignored.
+   */
+  write<T>(work: (tx: StoreTransaction) => Promise<T>, committed?: (value: T) => void): Promise<T>;
+  /** What a failure of the store means, or null when it is not the store's (driver-errors.ts). */
+  failureOf(error: unknown): StoreFailure | null;
+  /** Counters for tests and the fault suite: writes run again after a conflict (deadlock / serialization). */
+  readonly stats: { conflictRetries: number };
+  /** SQLite only: the group-commit batch behind `write` (tests look at its statements). */
+  readonly writes?: WriteBatch;
+  /** PostgreSQL only: the schema chosen with `?schema=` (created by the migrations). */
+  readonly schema?: string | null;
+  /** Where the store reports connections it lost (PostgreSQL); buildApp points it at the server's log. */
+  log: WarnLog;
+  close(): Promise<void>;
+}
+
+export function repositoriesOn(db: Db, dialect: Dialect, runner?: Runner): Repositories {
+  return {
+    types: new TypesRepository(db, dialect, runner),
+    portals: new PortalsRepository(db, runner),
+    keys: new KeysRepository(db, runner),
+    settings: new SettingsRepository(db, runner),
+  };
+}
+
+export interface StoreOptions {
+  databaseUrl: string | null;
+  dataDir: string;
+  /** SQLite only: a file path or ':memory:'; defaults to DATA_DIR/smartproc.db. */
+  sqliteFile?: string;
+}
+
+export function openStore(options: StoreOptions): Store {
+  if (options.databaseUrl && /^postgres(ql)?:\/\//.test(options.databaseUrl)) return openPostgres(options.databaseUrl);
+  if (options.databaseUrl && !options.databaseUrl.startsWith('sqlite:')) {
+    throw new Error(`DATABASE_URL must start with postgres:// or sqlite: (got "${options.databaseUrl.split(':')[0]}:...")`);
+  }
+  const file = options.sqliteFile ?? (options.databaseUrl ? options.databaseUrl.slice('sqlite:'.length) : path.join(options.dataDir, 'smartproc.db'));
+  return openSqlite(file);
+}

@@ -1,0 +1,95 @@
+import type { Generated, Kysely, Transaction } from 'kysely';
+
+/** The tables of the store, as Kysely sees them (the migrations create them). */
+
+export interface PortalsTable {
+  id: Generated<number>;
+  kind: string;
+  name: string;
+  domain: string;
+  time_zone: string;
+  last_entity_type_id: number;
+  last_type_id: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface SmartProcessTypesTable {
+  portal_id: number;
+  id: number;
+  entity_type_id: number;
+  title: string;
+  title_lower: string;
+  code: string | null;
+  created_by: number;
+  created_time: number;
+  updated_by: number;
+  updated_time: number;
+  custom_section_id: number | null;
+  flags: number;
+  linked_user_fields: number;
+  item_count: number;
+  version: number;
+}
+
+export interface TypeRelationsTable {
+  portal_id: number;
+  parent_entity_type_id: number;
+  child_entity_type_id: number;
+  is_children_list_enabled: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  kind: string;
+  portal_id: number | null;
+  name: string;
+  key_prefix: string;
+  key_suffix: string;
+  scopes: string;
+  access_mode: string;
+  expires_at: number | null;
+  requests_per_second: number | null;
+  allowed_ips: string;
+  user_id: number | null;
+  created_by_key_id: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface KeySecretsTable {
+  hash: string;
+  key_id: string;
+  expires_at: number | null;
+  created_at: number;
+}
+
+export interface SessionsTable {
+  hash: string;
+  id: string;
+  key_id: string;
+  portal_id: number;
+  user_id: number;
+  token_prefix: string;
+  token_suffix: string;
+  expires_at: number;
+  created_at: number;
+}
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
+export interface Database {
+  portals: PortalsTable;
+  smart_process_types: SmartProcessTypesTable;
+  type_relations: TypeRelationsTable;
+  api_keys: ApiKeysTable;
+  key_secrets: KeySecretsTable;
+  sessions: SessionsTable;
+  settings: SettingsTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+export type Db = Kysely<Database> | Transaction<Database>;
