@@ -166,6 +166,9 @@ describe('Fault: concurrent relation edits on PostgreSQL', () => {
       assert.deepEqual(unexpected, [], JSON.stringify(statusCounts));
       assert.deepEqual(orphans, [], 'no edge to a missing type');
       assert.deepEqual(disagreements, [], 'both ends agree');
+      const conflictRetries = stores.reduce((sum, store) => sum + store.stats.conflictRetries, 0);
+      console.log(`  writes PostgreSQL aborted for a deadlock or serialization conflict and the store ran again: ${conflictRetries}`);
+      assert.equal(conflictRetries, 0, 'no deadlock: the locks are taken in one order, not retried');
       assert.deepEqual(cardsByInstance[0], cardsByInstance[1], 'both instances give the same cards');
       assert.equal(cardsByInstance[0].length, TYPES, 'every type deleted was created again');
     } finally {
