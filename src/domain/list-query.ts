@@ -2,7 +2,7 @@ import { ApiError, type ErrorDetail } from '../errors.js';
 import { INT32_MAX, INT32_MIN, int32RangeMessage, isInt32, MAX_FILTER_VALUES, MAX_SORT_KEYS, textProblem } from './input-rules.js';
 import { closestName } from './suggest.js';
 import { parseTime } from './time.js';
-import { FIELD_BY_NAME, LIST_FIELD_NAMES, type FieldSpec } from './type-fields.js';
+import { FIELD_BY_NAME, LIST_FIELD_NAMES, type FieldSpec } from './smart-process-type/fields.js';
 
 /** Parsing of list and search requests (contract §4 list/search, §6 filters). No I/O. */
 export type FilterOp = 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'contains' | 'in';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseListQuery, type ListQuery } from '../../../src/domain/list-query.js';
-import type { TypeRecord } from '../../../src/domain/smart-process-type.js';
+import type { TypeRecord } from '../../../src/domain/smart-process-type/card.js';
 import {
   applyResidual,
   compareCodePoints,

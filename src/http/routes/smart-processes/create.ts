@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { CreateTypeBodySchema, TypeCardSchema, type CreateTypeBody } from '../../../domain/type-schemas.js';
-import { parseCreateBody } from '../../../domain/type-input.js';
+import { CreateTypeBodySchema, TypeCardSchema, type CreateTypeBody } from '../../../domain/smart-process-type/schemas.js';
+import { parseCreateBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { portalCall, sendCard, TAGS, WRITE } from './shared.js';
 

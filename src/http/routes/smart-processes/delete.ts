@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { EntityTypeIdParamsSchema } from '../../../domain/type-schemas.js';
+import { EntityTypeIdParamsSchema } from '../../../domain/smart-process-type/schemas.js';
 import { errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { entityTypeIdFrom, ifMatchOf, portalCall, TAGS, WRITE } from './shared.js';
 import { Type } from 'typebox';

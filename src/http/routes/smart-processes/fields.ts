@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { describeFields } from '../../../domain/type-fields.js';
-import { FieldsAnswerSchema } from '../../../domain/type-schemas.js';
+import { describeFields } from '../../../domain/smart-process-type/fields.js';
+import { FieldsAnswerSchema } from '../../../domain/smart-process-type/schemas.js';
 import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { READ, TAGS } from './shared.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { typeNotFound } from '../../../errors.js';
-import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/type-schemas.js';
+import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { entityTypeIdFrom, portalCall, READ, sendStoredCard, TAGS } from './shared.js';
 

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
-import { listItemJson, presentListItem } from '../../../domain/smart-process-type.js';
-import { TypeListItemSchema } from '../../../domain/type-schemas.js';
+import { listItemJson, presentListItem } from '../../../domain/smart-process-type/card.js';
+import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
 import { errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { portalCall, READ, TAGS } from './shared.js';
 

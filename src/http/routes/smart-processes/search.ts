@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../../domain/list-query.js';
-import { TypeListItemSchema } from '../../../domain/type-schemas.js';
+import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
 import { BODY_ERRORS, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { documentationOnly, listTypes } from './list.js';
 import { READ, TAGS } from './shared.js';

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteAccess } from '../../../access/access-service.js';
-import type { TypeCard } from '../../../domain/smart-process-type.js';
-import { cardJson } from '../../../domain/smart-process-type.js';
+import type { TypeCard } from '../../../domain/smart-process-type/card.js';
+import { cardJson } from '../../../domain/smart-process-type/card.js';
 import { positiveInt32Param } from '../../../domain/input-rules.js';
 import { ApiError } from '../../../errors.js';
 import type { Actor, Portal } from '../../../portals/portal.js';

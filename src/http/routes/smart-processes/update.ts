@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { typeNotFound } from '../../../errors.js';
-import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema, type PatchTypeBody } from '../../../domain/type-schemas.js';
-import { parsePatchBody } from '../../../domain/type-input.js';
+import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema, type PatchTypeBody } from '../../../domain/smart-process-type/schemas.js';
+import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { entityTypeIdFrom, ifMatchOf, portalCall, sendCard, TAGS, WRITE } from './shared.js';
 

@@ -1,6 +1,6 @@
-import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName } from './type-fields.js';
-import type { Relation, TypeCardJson, TypeListItemJson } from './type-schemas.js';
-import { formatTime } from './time.js';
+import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName } from './fields.js';
+import type { Relation, TypeCardJson, TypeListItemJson } from './schemas.js';
+import { formatTime } from '../time.js';
 
 /** A smart process type as the store holds it: times in epoch seconds, flags as bit sets. */
 export interface TypeRecord {

@@ -1,7 +1,7 @@
-import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import { BASE_ENTITY_TYPES, CRM, crmTypeName, hasFlag } from './smart-process-type.js';
-import { DEFAULT_FLAGS, FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, TITLE_MAX_LENGTH } from './type-fields.js';
-import type { CreateTypeBody, LinkedUserFieldsInput, PatchTypeBody, RelationInput, RelationsInput } from './type-schemas.js';
+import { ApiError, validationError, type ErrorDetail } from '../../errors.js';
+import { BASE_ENTITY_TYPES, CRM, crmTypeName, hasFlag } from './card.js';
+import { DEFAULT_FLAGS, FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, TITLE_MAX_LENGTH } from './fields.js';
+import type { CreateTypeBody, LinkedUserFieldsInput, PatchTypeBody, RelationInput, RelationsInput } from './schemas.js';
 
 export type RelationSide = 'parent' | 'child';
 
