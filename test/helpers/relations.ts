@@ -1,4 +1,4 @@
-import { BASE_ENTITY_TYPES } from '../../src/domain/smart-process-type/card.js';
+import { BASE_ENTITY_TYPES } from '../../src/domain/smart-process-type/relations.js';
 import type { Store } from '../../src/store/database.js';
 
 export interface StoredEdge {

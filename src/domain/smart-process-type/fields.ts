@@ -26,6 +26,7 @@ export const FLAG_FIELDS = [
 export type FlagName = (typeof FLAG_FIELDS)[number]['name'];
 export const FLAG_NAMES: readonly FlagName[] = FLAG_FIELDS.map((f) => f.name);
 export const FLAG_BIT: Readonly<Record<FlagName, number>> = Object.fromEntries(FLAG_NAMES.map((name, i) => [name, 1 << i])) as Record<FlagName, number>;
+export const hasFlag = (flags: number, name: FlagName): boolean => (flags & FLAG_BIT[name]) !== 0;
 /** Flags that are on when a type is created without them: only isSetOpenPermissions. */
 export const DEFAULT_FLAGS = FLAG_BIT.isSetOpenPermissions;
 

@@ -1,7 +1,8 @@
 import { ApiError, typeNotFound } from '../../errors.js';
 import type { ListQuery } from '../../domain/list-query.js';
-import { BASE_ENTITY_TYPES, relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type/card.js';
-import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type RelationsChange, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
+import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type/card.js';
+import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
+import { BASE_ENTITY_TYPES, checkRelations, type RelationEntry, type RelationsChange } from '../../domain/smart-process-type/relations.js';
 import type { Db, Runner, Store } from '../../store/database.js';
 import { PortalsRepository } from '../../store/repositories/portals-repository.js';
 import { TypesRepository } from '../../store/repositories/types-repository.js';
