@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { Int32, Nullable } from '../input-rules.js';
-import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS, type FieldSpec } from './fields.js';
+import type { FieldSpec } from '../field-table.js';
+import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS } from './fields.js';
 
 
 const flagProperties = Object.fromEntries(FLAG_FIELDS.map((f) => [f.name, Type.Boolean({ description: f.title })])) as Record<(typeof FLAG_FIELDS)[number]['name'], ReturnType<typeof Type.Boolean>>;

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
 import { listItemJson, presentListItem } from '../../../domain/smart-process-type/card.js';
+import { TYPE_FIELD_TABLE } from '../../../domain/smart-process-type/fields.js';
 import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
 import { errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { portalCall, READ, TAGS } from './shared.js';
@@ -23,7 +24,7 @@ export const ListQueryDoc = Type.Object({
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
   const { portal, timeZone } = portalCall(request);
-  const query = parseListQuery(raw, source, timeZone);
+  const query = parseListQuery(TYPE_FIELD_TABLE, raw, source, timeZone);
   const { records, total } = await portal.types.list(query);
   const items = records.map((record) => {
     if (!query.select) return listItemJson(record, timeZone);
