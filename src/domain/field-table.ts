@@ -3,7 +3,8 @@
  * later) writes its table once, and the list/search parser (list-query.ts) takes it as a
  * parameter. No I/O.
  */
-export type FieldType = 'integer' | 'string' | 'boolean' | 'datetime' | 'user' | 'object';
+export const FIELD_TYPES = ['integer', 'string', 'boolean', 'datetime', 'user', 'object'] as const;
+export type FieldType = (typeof FIELD_TYPES)[number];
 
 export interface FieldSpec {
   name: string;

@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { Int32, Nullable } from '../input-rules.js';
-import type { FieldSpec } from '../field-table.js';
+import { FIELD_TYPES, type FieldSpec, type FieldType } from '../field-table.js';
 import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS } from './fields.js';
 
 
@@ -113,7 +113,7 @@ export type TypeCardJson = Static<typeof TypeCardSchema>;
 export type TypeListItemJson = Static<typeof TypeListItemSchema>;
 
 export const FieldDescriptionSchema = Type.Object({
-  type: Type.Union(['integer', 'string', 'boolean', 'datetime', 'user', 'object'].map((t) => Type.Literal(t))),
+  type: Type.Unsafe<FieldType>(Type.Union(FIELD_TYPES.map((t) => Type.Literal(t)))),
   isRequired: Type.Boolean(),
   isReadOnly: Type.Boolean(),
   isImmutable: Type.Boolean(),
