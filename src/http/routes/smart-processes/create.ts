@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { CreateTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { parseCreateBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { portalCall, sendCard, TAGS, WRITE } from './shared.js';
+import { portalCall } from '../../portal-route.js';
+import { sendCard, TAGS, WRITE } from './shared.js';
 
 const createRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/', {

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { EntityTypeIdParamsSchema } from '../../../domain/smart-process-type/schemas.js';
 import { errorResponses, NoContentSchema, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, ifMatchOf, portalCall, TAGS, WRITE } from './shared.js';
+import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { entityTypeIdFrom, TAGS, WRITE } from './shared.js';
 
 const deleteRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.delete('/:entityTypeId', {

@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, portalCall, READ, sendStoredCard, TAGS } from './shared.js';
+import { portalCall } from '../../portal-route.js';
+import { entityTypeIdFrom, READ, sendStoredCard, TAGS } from './shared.js';
 
 const getRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/:entityTypeId', {

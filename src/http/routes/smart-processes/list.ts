@@ -6,7 +6,8 @@ import { listItemJson, presentListItem } from '../../../domain/smart-process-typ
 import { TYPE_FIELD_TABLE } from '../../../domain/smart-process-type/fields.js';
 import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
 import { documentationOnly, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS, UncheckedInput } from '../../schemas.js';
-import { portalCall, READ, TAGS } from './shared.js';
+import { portalCall } from '../../portal-route.js';
+import { READ, TAGS } from './shared.js';
 
 const FilterDoc = Type.Object({}, {
   additionalProperties: true,

@@ -3,7 +3,8 @@ import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, ifMatchOf, portalCall, sendCard, TAGS, WRITE } from './shared.js';
+import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
 
 const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.patch('/:entityTypeId', {
