@@ -13,7 +13,7 @@ import { PortalsService } from '../portals/portals-service.js';
 import { banner, closeOnSignals, startServer } from '../server.js';
 import { openStore } from '../store/store.js';
 import { migrate } from '../store/migrations/index.js';
-import type { KeyRecord } from '../domain/records.js';
+import { KEY_KINDS, type KeyRecord } from '../domain/records.js';
 
 /** The CLI works on the store directly (DATABASE_URL / DATA_DIR), and tells running servers through Redis when REDIS_URL is set. */
 async function withServices<T>(work: (s: { keys: KeysService; portals: PortalsService }) => Promise<T>): Promise<T> {
@@ -72,7 +72,7 @@ const keys = program.command('keys').description('manage keys (works on the stor
 keys
   .command('list')
   .option('--portal <id>', 'only keys of this portal', integer('--portal'))
-  .addOption(new Option('--kind <kind>', 'only keys of this kind').choices(['personal', 'application', 'management']))
+  .addOption(new Option('--kind <kind>', 'only keys of this kind').choices(KEY_KINDS))
   .option('--json', 'print JSON')
   .action(async (o) => withServices(async ({ keys }) => {
     const found = (await keys.list({ portalId: o.portal, kind: o.kind })).map(presentKey);
@@ -82,7 +82,7 @@ keys
 function keyOptions(command: Command, forCreate: boolean): Command {
   if (forCreate) {
     command
-      .addOption(new Option('--kind <kind>', 'key kind').choices(['personal', 'application', 'management']).default('personal'))
+      .addOption(new Option('--kind <kind>', 'key kind').choices(KEY_KINDS).default('personal'))
       .option('--portal <id>', 'portal the key belongs to (personal and application keys)', integer('--portal'));
   }
   return command

@@ -2,9 +2,13 @@ import { ApiError, type ErrorDetail } from '../errors.js';
 import { INT32_MAX, INT32_MIN, int32RangeMessage, isInt32, MAX_FILTER_VALUES, MAX_SORT_KEYS, textProblem } from './input-rules.js';
 import { closestName } from './suggest.js';
 import { parseTime } from './time.js';
-import { FIELD_BY_NAME, LIST_FIELD_NAMES, type FieldSpec } from './type-fields.js';
+import type { FieldSpec, FieldTable } from './field-table.js';
 
-/** Parsing of list and search requests (contract §4 list/search, §6 filters). No I/O. */
+/**
+ * Parsing of list and search requests (contract §4 list/search, §6 filters), for any
+ * resource: the caller passes the resource's field table (which fields exist, which are
+ * in lists, of which type). No I/O.
+ */
 export type FilterOp = 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'contains' | 'in';
 export type FilterValue = number | string | boolean | null;
 
@@ -68,7 +72,7 @@ function sample(raw: unknown): string {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-export function parseListQuery(raw: unknown, source: Source, timeZone: string): ListQuery {
+export function parseListQuery(fields: FieldTable, raw: unknown, source: Source, timeZone: string): ListQuery {
   const problems = new Problems();
   const root = source === 'query' ? 'query' : 'body';
   const input: Record<string, unknown> = raw === undefined || raw === null ? {} : (raw as Record<string, unknown>);
@@ -83,9 +87,9 @@ export function parseListQuery(raw: unknown, source: Source, timeZone: string): 
     }
   }
   const query: ListQuery = {
-    conditions: parseFilter(input.filter, source, `${root}.filter`, timeZone, problems),
-    select: parseSelect(input.select, `${root}.select`, problems),
-    sort: parseSort(input.sort, input.order, source, root, problems),
+    conditions: parseFilter(fields, input.filter, source, `${root}.filter`, timeZone, problems),
+    select: parseSelect(fields, input.select, `${root}.select`, problems),
+    sort: parseSort(fields, input.sort, input.order, source, root, problems),
     limit: parseInteger(input.limit, source, `${root}.limit`, DEFAULT_LIMIT, 1, MAX_LIMIT, problems),
     offset: parseInteger(input.offset, source, `${root}.offset`, 0, 0, Number.MAX_SAFE_INTEGER, problems),
   };
@@ -109,7 +113,7 @@ function parseInteger(raw: unknown, source: Source, location: string, fallback: 
   return value;
 }
 
-function parseSelect(raw: unknown, location: string, problems: Problems): string[] | null {
+function parseSelect(fields: FieldTable, raw: unknown, location: string, problems: Problems): string[] | null {
   if (raw === undefined) return null;
   let names: string[];
   if (typeof raw === 'string') names = raw.split(',');
@@ -119,18 +123,19 @@ function parseSelect(raw: unknown, location: string, problems: Problems): string
     return null;
   }
   // Names that are not list fields are ignored, as the hosted API does.
-  const known = [...new Set(names.map((n) => n.trim()).filter((n) => LIST_FIELD_NAMES.includes(n)))];
+  const known = [...new Set(names.map((n) => n.trim()).filter((n) => fields.listFieldNames.includes(n)))];
   return known.length ? known : null;
 }
 
-function sortField(name: string, location: string, problems: Problems): string | null {
-  if (LIST_FIELD_NAMES.includes(name)) return name;
-  const suggestion = closestName(name, LIST_FIELD_NAMES);
-  problems.add(location, `"${name}" is not a sortable field`, suggestion ? `did you mean "${suggestion}"?` : `sort by one of ${LIST_FIELD_NAMES.join(', ')}`);
+function sortField(fields: FieldTable, name: string, location: string, problems: Problems): string | null {
+  const names = fields.listFieldNames;
+  if (names.includes(name)) return name;
+  const suggestion = closestName(name, names);
+  problems.add(location, `"${name}" is not a sortable field`, suggestion ? `did you mean "${suggestion}"?` : `sort by one of ${names.join(', ')}`);
   return null;
 }
 
-function parseSort(sort: unknown, order: unknown, source: Source, root: string, problems: Problems): SortKey[] {
+function parseSort(fields: FieldTable, sort: unknown, order: unknown, source: Source, root: string, problems: Problems): SortKey[] {
   const keys: SortKey[] = [];
   const parts = typeof sort === 'string' ? sort.split(',', MAX_SORT_KEYS + 1) : [];
   const orderNames = isPlainObject(order) ? Object.keys(order) : [];
@@ -145,7 +150,7 @@ function parseSort(sort: unknown, order: unknown, source: Source, root: string, 
         const trimmed = part.trim();
         const descending = trimmed.startsWith('-');
         const name = descending || trimmed.startsWith('+') ? trimmed.slice(1) : trimmed;
-        const field = sortField(name, `${root}.sort`, problems);
+        const field = sortField(fields, name, `${root}.sort`, problems);
         if (field) keys.push({ field, direction: descending ? 'desc' : 'asc' });
       }
     }
@@ -154,7 +159,7 @@ function parseSort(sort: unknown, order: unknown, source: Source, root: string, 
     if (!isPlainObject(order)) problems.add(`${root}.order`, source === 'query' ? 'must be given as order[field]=asc|desc' : 'must be an object {"field": "asc"|"desc"}');
     else {
       for (const [name, direction] of Object.entries(order)) {
-        const field = sortField(name, `${root}.order.${name}`, problems);
+        const field = sortField(fields, name, `${root}.order.${name}`, problems);
         const dir = typeof direction === 'string' ? direction.toLowerCase() : '';
         if (dir !== 'asc' && dir !== 'desc') problems.add(`${root}.order.${name}`, 'must be "asc" or "desc"');
         else if (field) keys.push({ field, direction: dir });
@@ -164,7 +169,7 @@ function parseSort(sort: unknown, order: unknown, source: Source, root: string, 
   return keys;
 }
 
-function parseFilter(raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition[] {
+function parseFilter(fields: FieldTable, raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition[] {
   if (raw === undefined) return [];
   if (!isPlainObject(raw)) {
     problems.add(location, source === 'query' ? 'must be given as filter[field]=value or filter[field][$op]=value' : 'must be an object {"field": value | {"$op": value}}');
@@ -175,9 +180,9 @@ function parseFilter(raw: unknown, source: Source, location: string, timeZone: s
     const keyLocation = `${location}.${key}`;
     const prefix = PREFIXES.find(([p]) => key.startsWith(p));
     const name = prefix ? key.slice(prefix[0].length) : key;
-    const field = FIELD_BY_NAME.get(name);
+    const field = fields.byName.get(name);
     if (!field || !field.inList) {
-      const suggestion = closestName(name, LIST_FIELD_NAMES);
+      const suggestion = closestName(name, fields.listFieldNames);
       problems.add(keyLocation, field ? `"${name}" cannot be filtered` : `"${name}" is not a known field`, suggestion ? `did you mean "${suggestion}"?` : undefined);
       continue;
     }

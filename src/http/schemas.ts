@@ -26,6 +26,23 @@ export function dataEnvelope<T extends TSchema>(data: T, description = 'Success'
   return Type.Object({ success: Type.Literal(true), data }, { description });
 }
 
+/**
+ * The schema of an input that a route parses in the domain itself (every problem in one
+ * answer), with `validatorCompiler: documentationOnly`: the same JSON Schema for the
+ * OpenAPI document, typed `unknown` so that no handler takes the input as validated.
+ */
+export function UncheckedInput(schema: TSchema) {
+  return Type.Unsafe<unknown>(schema);
+}
+
+/** The validator compiler of a route whose schemas only document (see UncheckedInput): every input passes to the handler. */
+export const documentationOnly = () => () => true;
+
+/** A 204 answer: no body (typed `undefined`, so that handlers call `reply.code(204).send()`). */
+export function NoContentSchema(options: { description?: string } = {}) {
+  return Type.Unsafe<undefined>(Type.Null(options));
+}
+
 export const ListMetaSchema = Type.Object({
   total: Type.Integer(),
   limit: Type.Integer(),

@@ -1,7 +1,7 @@
 import type { ListQuery } from '../domain/list-query.js';
 import type { PortalRecord } from '../domain/records.js';
-import type { TypeCard, TypeRecord } from '../domain/smart-process-type.js';
-import type { TypeDraft, TypePatch } from '../domain/type-input.js';
+import type { TypeCard, TypeRecord } from '../domain/smart-process-type/card.js';
+import type { TypeDraft, TypePatch } from '../domain/smart-process-type/input.js';
 
 /** The portal user an operation runs as: the key owner, or the user of the session. */
 export interface Actor {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/errors.js';
-import { FLAG_BIT } from '../../src/domain/type-fields.js';
-import { checkRelations, isAllowedEntityTypeId, parsePatchBody } from '../../src/domain/type-input.js';
+import { FLAG_BIT } from '../../src/domain/smart-process-type/fields.js';
+import { isAllowedEntityTypeId, parsePatchBody } from '../../src/domain/smart-process-type/input.js';
+import { checkRelations } from '../../src/domain/smart-process-type/relations.js';
 
 const entry = (entityTypeId: number, i = 0, side = 'parent') => ({ entityTypeId, isChildrenListEnabled: false, location: `body.relations.${side}[${i}]` });
 

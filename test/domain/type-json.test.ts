@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cardJson, listItemJson, presentCard, presentListItem, relationsOf, type TypeCard, type TypeRecord } from '../../src/domain/smart-process-type.js';
-import { FLAG_NAMES } from '../../src/domain/type-fields.js';
+import { cardJson, listItemJson, presentCard, presentListItem, relationsOf, type TypeCard, type TypeRecord } from '../../src/domain/smart-process-type/card.js';
+import { FLAG_NAMES } from '../../src/domain/smart-process-type/fields.js';
 
 const base: TypeRecord = {
   id: 7,

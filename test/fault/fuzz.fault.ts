@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { LIST_FIELD_NAMES } from '../../src/domain/type-fields.js';
+import { LIST_FIELD_NAMES } from '../../src/domain/smart-process-type/fields.js';
 import { ERROR_TABLE } from '../../src/errors.js';
 import { openStore, type Store } from '../../src/store/store.js';
 

@@ -1,4 +1,4 @@
-import { BASE_ENTITY_TYPES } from '../../src/domain/smart-process-type.js';
+import { BASE_ENTITY_TYPES } from '../../src/domain/smart-process-type/relations.js';
 import type { Store } from '../../src/store/store.js';
 
 export interface StoredEdge {

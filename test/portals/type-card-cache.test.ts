@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/store/store.js';
 import { TEST_DIALECT } from '../helpers/test-store.js';
 import { EXTERNAL_CHECK_MS } from '../../src/portals/local/type-card-cache.js';
-import { parseCreateBody, parsePatchBody } from '../../src/domain/type-input.js';
+import { parseCreateBody, parsePatchBody } from '../../src/domain/smart-process-type/input.js';
 
 const pause = () => new Promise((r) => setTimeout(r, EXTERNAL_CHECK_MS + 10));
 

@@ -44,6 +44,7 @@ describe('load shedding when the event loop is saturated', () => {
     } finally {
       stop();
     }
+    assert.ok(shed, 'a request was made');
     const error = expectError(shed, 503, 'SERVICE_UNAVAILABLE');
     assert.ok(error.retryAfter && error.retryAfter >= 1);
     assert.equal(shed.headers['retry-after'], String(error.retryAfter));

@@ -1,11 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
 import { presentKey } from '../../access/key-model.js';
-import type { KeyChanges, KeyInput } from '../../access/keys-service.js';
 import { positiveInt32Param } from '../../domain/input-rules.js';
 import { principalOf } from '../plugins/auth.js';
-import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
+import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS, NoContentSchema } from '../schemas.js';
 import { CreateKeyBodySchema, KeyKindSchema, IdParamsSchema, KeySchema, KeyWithSecretSchema, RotateKeyBodySchema, UpdateKeyBodySchema } from './management-schemas.js';
 import { isoTime } from '../../domain/records.js';
 
@@ -15,7 +14,7 @@ const tags = ['Keys'];
 const errors = (...extra: Parameters<typeof errorResponses>[0]) => errorResponses([...MANAGEMENT_ACCESS_ERRORS, ...extra]);
 
 /** /v1/keys: keys of every kind, for operators (management key with vibe:mgmt:keys). */
-export default async function keyRoutes(app: FastifyInstance) {
+const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const keys = app.services.keys;
 
   app.get('/', {
@@ -26,38 +25,38 @@ export default async function keyRoutes(app: FastifyInstance) {
       response: { 200: dataEnvelope(Type.Array(KeySchema)), ...errors('VALIDATION_ERROR') },
     },
   }, async (request) => {
-    const query = request.query as { portalId?: string; kind?: 'personal' };
+    const { query } = request;
     const portalId = query.portalId === undefined ? undefined : positiveInt32Param(query.portalId, 'query.portalId', 'list the portals: GET /v1/portals');
     const list = await keys.list({ portalId, kind: query.kind });
-    return { success: true, data: list.map(presentKey) };
+    return { success: true as const, data: list.map(presentKey) };
   });
 
   app.post('/', {
     config: { access: WRITE },
     schema: { tags, summary: 'Create a key; the secret is in the answer, once', body: CreateKeyBodySchema, response: { 201: dataEnvelope(KeyWithSecretSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS) } },
   }, async (request, reply) => {
-    const { key, secret } = await keys.create(request.body as KeyInput, principalOf(request).key);
+    const { key, secret } = await keys.create(request.body, principalOf(request).key);
     return reply.code(201).send({ success: true, data: { ...presentKey(key), secret } });
   });
 
   app.get('/:id', {
     config: { access: READ },
     schema: { tags, summary: 'Get a key', params: IdParamsSchema, response: { 200: dataEnvelope(KeySchema), ...errors('ENTITY_NOT_FOUND') } },
-  }, async (request) => ({ success: true, data: presentKey(await keys.get((request.params as { id: string }).id)) }));
+  }, async (request) => ({ success: true as const, data: presentKey(await keys.get(request.params.id)) }));
 
   app.patch('/:id', {
     config: { access: WRITE },
     schema: { tags, summary: 'Change a key (takes effect on the next request, on every instance)', params: IdParamsSchema, body: UpdateKeyBodySchema, response: { 200: dataEnvelope(KeySchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', ...BODY_ERRORS) } },
   }, async (request) => {
-    const key = await keys.update((request.params as { id: string }).id, (request.body ?? {}) as KeyChanges, principalOf(request).key);
-    return { success: true, data: presentKey(key) };
+    const key = await keys.update(request.params.id, request.body ?? {}, principalOf(request).key);
+    return { success: true as const, data: presentKey(key) };
   });
 
   app.delete('/:id', {
     config: { access: WRITE },
-    schema: { tags, summary: 'Delete a key (refused on the next request, on every instance)', params: IdParamsSchema, response: { 204: Type.Null(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND') } },
+    schema: { tags, summary: 'Delete a key (refused on the next request, on every instance)', params: IdParamsSchema, response: { 204: NoContentSchema(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND') } },
   }, async (request, reply) => {
-    await keys.delete((request.params as { id: string }).id, principalOf(request).key);
+    await keys.delete(request.params.id, principalOf(request).key);
     return reply.code(204).send();
   });
 
@@ -68,8 +67,10 @@ export default async function keyRoutes(app: FastifyInstance) {
       if (request.body === undefined) request.body = {};
     },
   }, async (request) => {
-    const grace = (request.body as { gracePeriodSeconds?: number }).gracePeriodSeconds ?? 0;
-    const { key, secret, previousSecretExpiresAt } = await keys.rotate((request.params as { id: string }).id, grace, principalOf(request).key);
-    return { success: true, data: { ...presentKey(key), secret, previousSecretExpiresAt: isoTime(previousSecretExpiresAt)! } };
+    const grace = request.body.gracePeriodSeconds ?? 0;
+    const { key, secret, previousSecretExpiresAt } = await keys.rotate(request.params.id, grace, principalOf(request).key);
+    return { success: true as const, data: { ...presentKey(key), secret, previousSecretExpiresAt: isoTime(previousSecretExpiresAt)! } };
   });
-}
+};
+
+export default keyRoutes;

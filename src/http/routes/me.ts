@@ -1,11 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
 
 import { Nullable } from '../../domain/input-rules.js';
 import { principalOf } from '../plugins/auth.js';
 import { dataEnvelope, errorResponses } from '../schemas.js';
-import { isoTime, type KeyRecord } from '../../domain/records.js';
+import { isoTime } from '../../domain/records.js';
 
 export interface CatalogRoute {
   method: string;
@@ -31,7 +31,7 @@ const MeSchema = Type.Object({
 });
 
 /** GET /v1/me: who the caller is, and what it may call. */
-export default async function meRoutes(app: FastifyInstance, options: { catalog: CatalogRoute[] }) {
+const meRoutes: FastifyPluginAsyncTypebox<{ catalog: CatalogRoute[] }> = async (app, options) => {
   app.get('/', {
     config: { access: { kind: 'any' } },
     schema: { tags: ['Platform'], summary: 'Who am I: the calling key, its portal, user, limits and the routes it may call', response: { 200: dataEnvelope(MeSchema), ...errorResponses(['MISSING_API_KEY', 'INVALID_API_KEY', 'IP_NOT_ALLOWED', 'TOKEN_MISSING', 'INVALID_SESSION', 'TOKEN_EXPIRED', 'SESSION_APP_MISMATCH', 'RATE_LIMITED']) } },
@@ -39,7 +39,7 @@ export default async function meRoutes(app: FastifyInstance, options: { catalog:
     const principal = principalOf(request);
     const { key, portal, session, userId } = principal;
     return {
-      success: true,
+      success: true as const,
       data: {
         kind: key.kind,
         keyId: key.id,
@@ -58,4 +58,6 @@ export default async function meRoutes(app: FastifyInstance, options: { catalog:
       },
     };
   });
-}
+};
+
+export default meRoutes;

@@ -1,10 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
 
 import { positiveInt32Param } from '../../domain/input-rules.js';
 
-import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
+import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS, NoContentSchema } from '../schemas.js';
 import { CreatePortalBodySchema, IdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
 import { isoTime, type PortalRecord } from '../../domain/records.js';
 
@@ -17,16 +17,16 @@ export function presentPortal(p: PortalRecord) {
   return { id: p.id, kind: p.kind, name: p.name, domain: p.domain, timeZone: p.timeZone, createdAt: isoTime(p.createdAt)!, updatedAt: isoTime(p.updatedAt)! };
 }
 
-const portalId = (params: unknown): number => positiveInt32Param((params as { id: string }).id, 'params.id', 'list the portals: GET /v1/portals');
+const portalId = (params: { id: string }): number => positiveInt32Param(params.id, 'params.id', 'list the portals: GET /v1/portals');
 
 /** /v1/portals: local portals, for operators (management key with vibe:mgmt:portals). */
-export default async function portalRoutes(app: FastifyInstance) {
+const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const portals = app.services.portals;
 
   app.get('/', {
     config: { access: READ },
     schema: { tags, summary: 'List portals', response: { 200: dataEnvelope(Type.Array(PortalSchema)), ...errors() } },
-  }, async () => ({ success: true, data: (await portals.list()).map(presentPortal) }));
+  }, async () => ({ success: true as const, data: (await portals.list()).map(presentPortal) }));
 
   app.post('/', {
     config: { access: WRITE },
@@ -34,12 +34,12 @@ export default async function portalRoutes(app: FastifyInstance) {
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },
-  }, async (request, reply) => reply.code(201).send({ success: true, data: presentPortal(await portals.create(request.body as object)) }));
+  }, async (request, reply) => reply.code(201).send({ success: true, data: presentPortal(await portals.create(request.body)) }));
 
   app.get('/:id', {
     config: { access: READ },
     schema: { tags, summary: 'Get a portal', params: IdParamsSchema, response: { 200: dataEnvelope(PortalSchema), ...errors('VALIDATION_ERROR', 'ENTITY_NOT_FOUND') } },
-  }, async (request) => ({ success: true, data: presentPortal(await portals.get(portalId(request.params))) }));
+  }, async (request) => ({ success: true as const, data: presentPortal(await portals.get(portalId(request.params))) }));
 
   app.patch('/:id', {
     config: { access: WRITE },
@@ -47,7 +47,7 @@ export default async function portalRoutes(app: FastifyInstance) {
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },
-  }, async (request) => ({ success: true, data: presentPortal(await portals.update(portalId(request.params), request.body as object)) }));
+  }, async (request) => ({ success: true as const, data: presentPortal(await portals.update(portalId(request.params), request.body)) }));
 
   app.delete('/:id', {
     config: { access: WRITE },
@@ -55,10 +55,12 @@ export default async function portalRoutes(app: FastifyInstance) {
       tags, summary: 'Delete a portal; one with keys or types only with ?force=true',
       params: IdParamsSchema,
       querystring: Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false }),
-      response: { 204: Type.Null(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'ENTITY_NOT_FOUND', 'PORTAL_NOT_EMPTY') },
+      response: { 204: NoContentSchema(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'ENTITY_NOT_FOUND', 'PORTAL_NOT_EMPTY') },
     },
   }, async (request, reply) => {
-    await portals.delete(portalId(request.params), (request.query as { force?: string }).force === 'true');
+    await portals.delete(portalId(request.params), request.query.force === 'true');
     return reply.code(204).send();
   });
-}
+};
+
+export default portalRoutes;

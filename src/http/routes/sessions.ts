@@ -1,11 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS } from '../schemas.js';
 import { CreateSessionBodySchema, SessionSchema } from './management-schemas.js';
 import { isoTime } from '../../domain/records.js';
 
 /** POST /v1/sessions: a 24 h user session for an application key of a local portal. */
-export default async function sessionRoutes(app: FastifyInstance) {
+const sessionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/', {
     config: { access: { kind: 'management', scope: 'vibe:mgmt:keys', write: true } },
     schema: {
@@ -15,10 +15,12 @@ export default async function sessionRoutes(app: FastifyInstance) {
       response: { 201: dataEnvelope(SessionSchema), ...errorResponses([...MANAGEMENT_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS]) },
     },
   }, async (request, reply) => {
-    const { session, token } = await app.services.keys.mintSession(request.body as { keyId: string; userId: number });
+    const { session, token } = await app.services.keys.mintSession(request.body);
     return reply.code(201).send({
       success: true,
       data: { id: session.id, token, keyId: session.keyId, portalId: session.portalId, userId: session.userId, expiresAt: isoTime(session.expiresAt)! },
     });
   });
-}
+};
+
+export default sessionRoutes;

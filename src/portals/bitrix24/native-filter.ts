@@ -36,8 +36,8 @@
  *   `id ASC` is appended as the local store does. Otherwise everything is sorted in memory.
  */
 import type { Condition, FilterValue, ListQuery, SortKey } from '../../domain/list-query.js';
-import type { TypeRecord } from '../../domain/smart-process-type.js';
-import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
+import type { TypeRecord } from '../../domain/smart-process-type/card.js';
+import { FLAG_BIT, type FlagName } from '../../domain/smart-process-type/fields.js';
 import { NATIVE_WRITABLE_FLAGS } from './native-mapping.js';
 
 /** crm.type.list pages: "The page size of results is always static — 50 records." */

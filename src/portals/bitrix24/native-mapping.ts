@@ -14,11 +14,12 @@
  */
 import { createHash } from 'node:crypto';
 import { ApiError, type ErrorDetail } from '../../errors.js';
-import { CRM, crmTypeName, hasFlag, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
+import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
+import { CRM, crmTypeName, type RelationEntry, type RelationsChange, type RelationSide } from '../../domain/smart-process-type/relations.js';
 import { formatTime, parseTime } from '../../domain/time.js';
-import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName, type LinkedUserField } from '../../domain/type-fields.js';
-import type { RelationEntry, RelationsChange, RelationSide, TypeDraft, TypePatch } from '../../domain/type-input.js';
-import type { Relation } from '../../domain/type-schemas.js';
+import { FLAG_BIT, FLAG_NAMES, hasFlag, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName, type LinkedUserField } from '../../domain/smart-process-type/fields.js';
+import type { TypeDraft, TypePatch } from '../../domain/smart-process-type/input.js';
+import type { Relation } from '../../domain/smart-process-type/schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Which flags the native API takes

@@ -1,7 +1,8 @@
 import { ApiError, typeNotFound } from '../../errors.js';
 import type { ListQuery } from '../../domain/list-query.js';
-import { BASE_ENTITY_TYPES, relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type.js';
-import { checkRelations, isAllowedEntityTypeId, type RelationEntry, type RelationsChange, type TypeDraft, type TypePatch } from '../../domain/type-input.js';
+import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type/card.js';
+import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
+import { BASE_ENTITY_TYPES, checkRelations, type RelationEntry, type RelationsChange } from '../../domain/smart-process-type/relations.js';
 import type { PortalsRepository, Store, TypesRepository } from '../../store/store.js';
 import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
 import type { TypeCardCache } from './type-card-cache.js';

@@ -1,4 +1,4 @@
-import type { TypeCard } from '../../domain/smart-process-type.js';
+import type { TypeCard } from '../../domain/smart-process-type/card.js';
 
 /**
  * Cards of local portals kept in memory, for a SQLite store. Every write of this

@@ -18,7 +18,7 @@ export function initial(dialect: Dialect) {
         .addColumn('updated_at', 'bigint', (c) => c.notNull())
         .execute();
 
-      // flags and linked_user_fields are bit sets; the bit of each field is in src/domain/type-fields.ts.
+      // flags and linked_user_fields are bit sets; the bit of each field is in src/domain/smart-process-type/fields.ts.
       await db.schema
         .createTable('smart_process_types')
         .addColumn('portal_id', 'integer', (c) => c.notNull().references('portals.id').onDelete('cascade'))

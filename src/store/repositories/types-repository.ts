@@ -1,7 +1,7 @@
 import { sql, type CompiledQuery, type Compilable, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
-import type { Edge, TypeRecord } from '../../domain/smart-process-type.js';
+import type { Edge, TypeRecord } from '../../domain/smart-process-type/card.js';
 import type { Condition, ListQuery } from '../../domain/list-query.js';
-import { FLAG_BIT, type FlagName } from '../../domain/type-fields.js';
+import { FLAG_BIT, type FlagName } from '../../domain/smart-process-type/fields.js';
 import { Repository, type Runner } from '../repository.js';
 import type { Database, Db, SmartProcessTypesTable } from '../tables.js';
 

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 import { TypesRepository } from '../../../src/store/repositories/types-repository.js';
-import { TYPE_FIELDS } from '../../../src/domain/type-fields.js';
+import { TYPE_FIELDS } from '../../../src/domain/smart-process-type/fields.js';
 
 describe('GET one, DELETE and GET /fields', () => {
   let t: TestApp;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseListQuery, type ListQuery } from '../../../src/domain/list-query.js';
-import type { TypeRecord } from '../../../src/domain/smart-process-type.js';
+import { TYPE_FIELD_TABLE } from '../../../src/domain/smart-process-type/fields.js';
+import type { TypeRecord } from '../../../src/domain/smart-process-type/card.js';
 import {
   applyResidual,
   compareCodePoints,
@@ -18,7 +19,7 @@ import { createTestApp, json, type TestApp } from '../../helpers/app.js';
 import { TEST_DIALECT } from '../../helpers/test-store.js';
 import { nativeFromV1 } from './native-samples.js';
 
-const q = (raw: Record<string, unknown>): ListQuery => parseListQuery(raw, 'body', 'UTC');
+const q = (raw: Record<string, unknown>): ListQuery => parseListQuery(TYPE_FIELD_TABLE, raw, 'body', 'UTC');
 const residualOf = (plan: NativeListPlan) => plan.residual.conditions.map((c) => `${c.field.name} ${c.op}`);
 
 describe('toNativeList: which conditions go to crm.type.list and which stay with smartproc', () => {

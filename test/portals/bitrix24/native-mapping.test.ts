@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { cardJson, listItemJson, type TypeCard } from '../../../src/domain/smart-process-type.js';
-import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName } from '../../../src/domain/type-fields.js';
-import { parseCreateBody, parsePatchBody, type TypeDraft, type TypePatch } from '../../../src/domain/type-input.js';
+import { cardJson, listItemJson, type TypeCard } from '../../../src/domain/smart-process-type/card.js';
+import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName } from '../../../src/domain/smart-process-type/fields.js';
+import { parseCreateBody, parsePatchBody, type TypeDraft, type TypePatch } from '../../../src/domain/smart-process-type/input.js';
 import {
   cardVersion,
   compareRelations,

@@ -1,6 +1,6 @@
 /** Native crm.type.* shapes for the mapping tests: the docs' own examples, and /v1 answers turned into native ones. */
 import { parseTime, formatTime } from '../../../src/domain/time.js';
-import { FLAG_NAMES, LINKED_USER_FIELDS } from '../../../src/domain/type-fields.js';
+import { FLAG_NAMES, LINKED_USER_FIELDS } from '../../../src/domain/smart-process-type/fields.js';
 import type { NativeType } from '../../../src/portals/bitrix24/native-mapping.js';
 
 /** `result.type` of the crm.type.get example (api-reference/crm/universal/user-defined-object-types/crm-type-get.md). */

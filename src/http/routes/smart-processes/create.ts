@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify';
-import { CreateTypeBodySchema, TypeCardSchema, type CreateTypeBody } from '../../../domain/type-schemas.js';
-import { parseCreateBody } from '../../../domain/type-input.js';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { CreateTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
+import { parseCreateBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { portalCall, sendCard, TAGS, WRITE } from './shared.js';
+import { portalCall } from '../../portal-route.js';
+import { sendCard, TAGS, WRITE } from './shared.js';
 
-export default async function (app: FastifyInstance) {
+const createRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/', {
     config: { access: WRITE },
     schema: {
@@ -15,8 +16,10 @@ export default async function (app: FastifyInstance) {
     },
   }, async (request, reply) => {
     const { portal, actor, timeZone } = portalCall(request);
-    const draft = parseCreateBody(request.body as CreateTypeBody);
+    const draft = parseCreateBody(request.body);
     const card = await portal.types.create(draft, actor);
     return sendCard(reply, card, timeZone, 201);
   });
-}
+};
+
+export default createRoute;

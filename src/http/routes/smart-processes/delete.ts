@@ -1,10 +1,10 @@
-import type { FastifyInstance } from 'fastify';
-import { EntityTypeIdParamsSchema } from '../../../domain/type-schemas.js';
-import { errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, ifMatchOf, portalCall, TAGS, WRITE } from './shared.js';
-import { Type } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { EntityTypeIdParamsSchema } from '../../../domain/smart-process-type/schemas.js';
+import { errorResponses, NoContentSchema, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { entityTypeIdFrom, TAGS, WRITE } from './shared.js';
 
-export default async function (app: FastifyInstance) {
+const deleteRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.delete('/:entityTypeId', {
     config: { access: WRITE },
     schema: {
@@ -12,7 +12,7 @@ export default async function (app: FastifyInstance) {
       summary: 'Delete a smart process type (and every relation that touches it)',
       params: EntityTypeIdParamsSchema,
       response: {
-        204: Type.Null({ description: 'Deleted; empty body' }),
+        204: NoContentSchema({ description: 'Deleted; empty body' }),
         ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED', 'PRECONDITION_FAILED', 'BITRIX_ERROR']),
       },
     },
@@ -21,4 +21,6 @@ export default async function (app: FastifyInstance) {
     await portalCall(request).portal.types.delete(entityTypeId, { ifMatch: ifMatchOf(request) });
     return reply.code(204).send();
   });
-}
+};
+
+export default deleteRoute;

@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { typeNotFound } from '../../../errors.js';
-import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/type-schemas.js';
+import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, portalCall, READ, sendStoredCard, TAGS } from './shared.js';
+import { portalCall } from '../../portal-route.js';
+import { entityTypeIdFrom, READ, sendStoredCard, TAGS } from './shared.js';
 
-export default async function (app: FastifyInstance) {
+const getRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/:entityTypeId', {
     config: { access: READ },
     schema: {
@@ -20,4 +21,6 @@ export default async function (app: FastifyInstance) {
     if (!card) throw typeNotFound(entityTypeId);
     return sendStoredCard(reply, card, timeZone);
   });
-}
+};
+
+export default getRoute;

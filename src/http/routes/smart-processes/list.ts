@@ -1,10 +1,13 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
-import { listItemJson, presentListItem } from '../../../domain/smart-process-type.js';
-import { TypeListItemSchema } from '../../../domain/type-schemas.js';
-import { errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { portalCall, READ, TAGS } from './shared.js';
+import { listItemJson, presentListItem } from '../../../domain/smart-process-type/card.js';
+import { TYPE_FIELD_TABLE } from '../../../domain/smart-process-type/fields.js';
+import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
+import { documentationOnly, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS, UncheckedInput } from '../../schemas.js';
+import { portalCall } from '../../portal-route.js';
+import { READ, TAGS } from './shared.js';
 
 const FilterDoc = Type.Object({}, {
   additionalProperties: true,
@@ -23,7 +26,7 @@ export const ListQueryDoc = Type.Object({
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
   const { portal, timeZone } = portalCall(request);
-  const query = parseListQuery(raw, source, timeZone);
+  const query = parseListQuery(TYPE_FIELD_TABLE, raw, source, timeZone);
   const { records, total } = await portal.types.list(query);
   const items = records.map((record) => {
     if (!query.select) return listItemJson(record, timeZone);
@@ -36,18 +39,17 @@ export async function listTypes(request: FastifyRequest, reply: FastifyReply, ra
   return reply.type('application/json; charset=utf-8').send(`{"success":true,"data":[${items.join(',')}],"meta":${JSON.stringify(meta)}}`);
 }
 
-/** Parsed by the domain (every problem in one answer), so Fastify's own validation is off here. */
-export const documentationOnly = () => () => true;
-
-export default async function (app: FastifyInstance) {
+const listRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/', {
     config: { access: READ },
     validatorCompiler: documentationOnly,
     schema: {
       tags: TAGS,
       summary: 'List smart process types',
-      querystring: ListQueryDoc,
+      querystring: UncheckedInput(ListQueryDoc),
       response: { 200: listEnvelope(TypeListItemSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, 'VALIDATION_ERROR', 'INVALID_FILTER_OPERATOR']) },
     },
   }, async (request, reply) => listTypes(request, reply, request.query, 'query'));
-}
+};
+
+export default listRoute;

@@ -1,9 +1,9 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../../domain/list-query.js';
-import { TypeListItemSchema } from '../../../domain/type-schemas.js';
-import { BODY_ERRORS, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { documentationOnly, listTypes } from './list.js';
+import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
+import { BODY_ERRORS, documentationOnly, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS, UncheckedInput } from '../../schemas.js';
+import { listTypes } from './list.js';
 import { READ, TAGS } from './shared.js';
 
 const SearchBodyDoc = Type.Object({
@@ -15,15 +15,17 @@ const SearchBodyDoc = Type.Object({
   offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
 }, { additionalProperties: false });
 
-export default async function (app: FastifyInstance) {
+const searchRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/search', {
     config: { access: READ },
     validatorCompiler: documentationOnly,
     schema: {
       tags: TAGS,
       summary: 'Search smart process types (a read: allowed for read-only keys)',
-      body: SearchBodyDoc,
+      body: UncheckedInput(SearchBodyDoc),
       response: { 200: listEnvelope(TypeListItemSchema), ...errorResponses([...PORTAL_ACCESS_ERRORS, ...BODY_ERRORS, 'INVALID_FILTER_OPERATOR']) },
     },
   }, async (request, reply) => listTypes(request, reply, request.body ?? {}, 'body'));
-}
+};
+
+export default searchRoute;

@@ -1,11 +1,12 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { typeNotFound } from '../../../errors.js';
-import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema, type PatchTypeBody } from '../../../domain/type-schemas.js';
-import { parsePatchBody } from '../../../domain/type-input.js';
+import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
+import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
-import { entityTypeIdFrom, ifMatchOf, portalCall, sendCard, TAGS, WRITE } from './shared.js';
+import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
 
-export default async function (app: FastifyInstance) {
+const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.patch('/:entityTypeId', {
     config: { access: WRITE },
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
@@ -28,8 +29,10 @@ export default async function (app: FastifyInstance) {
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
     const { portal, actor, timeZone } = portalCall(request);
-    const patch = parsePatchBody(request.body as PatchTypeBody, entityTypeId);
+    const patch = parsePatchBody(request.body, entityTypeId);
     const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
     return sendCard(reply, card, timeZone);
   });
-}
+};
+
+export default updateRoute;

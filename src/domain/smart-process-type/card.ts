@@ -1,6 +1,7 @@
-import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName } from './type-fields.js';
-import type { Relation, TypeCardJson, TypeListItemJson } from './type-schemas.js';
-import { formatTime } from './time.js';
+import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT } from './fields.js';
+import { predefinedRelations } from './relations.js';
+import type { Relation, TypeCardJson, TypeListItemJson } from './schemas.js';
+import { formatTime } from '../time.js';
 
 /** A smart process type as the store holds it: times in epoch seconds, flags as bit sets. */
 export interface TypeRecord {
@@ -31,20 +32,6 @@ export interface TypeCard {
   relations: { parent: Relation[]; child: Relation[] };
 }
 
-export const hasFlag = (flags: number, name: FlagName): boolean => (flags & FLAG_BIT[name]) !== 0;
-
-/** Edges that exist because of a flag, not because of `relations` (contract §3.1). */
-export function predefinedRelations(flags: number): { parent: Relation[]; child: Relation[] } {
-  const parent: Relation[] = hasFlag(flags, 'isClientEnabled')
-    ? [
-        { entityTypeId: CRM.Contact, isChildrenListEnabled: true, isPredefined: true },
-        { entityTypeId: CRM.Company, isChildrenListEnabled: true, isPredefined: true },
-      ]
-    : [];
-  const child: Relation[] = hasFlag(flags, 'isPaymentsEnabled') ? [{ entityTypeId: CRM.Order, isChildrenListEnabled: true, isPredefined: true }] : [];
-  return { parent, child };
-}
-
 /** Predefined edges first, then the stored ones by entityTypeId. */
 export function relationsOf(record: TypeRecord, edges: readonly Edge[]): TypeCard['relations'] {
   const { parent, child } = predefinedRelations(record.flags);
@@ -56,11 +43,6 @@ export function relationsOf(record: TypeRecord, edges: readonly Edge[]): TypeCar
     child: [...child, ...storedChildren.map((e) => ({ entityTypeId: e.child, isChildrenListEnabled: e.isChildrenListEnabled, isPredefined: false }))],
   };
 }
-
-export const CRM = { Lead: 1, Deal: 2, Contact: 3, Company: 4, Quote: 7, Order: 14, SmartInvoice: 31 } as const;
-const CRM_NAMES: Record<number, string> = Object.fromEntries(Object.entries(CRM).map(([name, id]) => [id, name]));
-export const BASE_ENTITY_TYPES: ReadonlySet<number> = new Set(Object.values(CRM));
-export const crmTypeName = (entityTypeId: number): string => CRM_NAMES[entityTypeId] ?? `smart process ${entityTypeId}`;
 
 export function presentListItem(record: TypeRecord, timeZone: string): TypeListItemJson & TypeCardJson {
   const item: Record<string, unknown> = {

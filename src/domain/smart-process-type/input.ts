@@ -1,21 +1,7 @@
-import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import { BASE_ENTITY_TYPES, CRM, crmTypeName, hasFlag } from './smart-process-type.js';
-import { DEFAULT_FLAGS, FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, TITLE_MAX_LENGTH } from './type-fields.js';
-import type { CreateTypeBody, LinkedUserFieldsInput, PatchTypeBody, RelationInput, RelationsInput } from './type-schemas.js';
-
-export type RelationSide = 'parent' | 'child';
-
-export interface RelationEntry {
-  entityTypeId: number;
-  isChildrenListEnabled: boolean;
-  /** Where the entry stood in the request, for error messages: body.relations.parent[0]. */
-  location: string;
-}
-
-export interface RelationsChange {
-  parent?: RelationEntry[];
-  child?: RelationEntry[];
-}
+import { validationError, type ErrorDetail } from '../../errors.js';
+import { DEFAULT_FLAGS, FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, TITLE_MAX_LENGTH } from './fields.js';
+import type { RelationEntry, RelationsChange, RelationSide } from './relations.js';
+import type { CreateTypeBody, LinkedUserFieldsInput, PatchTypeBody, RelationInput, RelationsInput } from './schemas.js';
 
 /** A validated create request. */
 export interface TypeDraft {
@@ -130,52 +116,6 @@ export function parsePatchBody(body: PatchTypeBody | undefined | null, pathEntit
   if (body.relations !== undefined) patch.relations = parseRelations(body.relations, problems);
   if (problems.length) throw validationError(problems);
   return patch;
-}
-
-/**
- * The eligibility and predefined rules of contract §3.1, checked against the flags
- * the type has after the request. Returns the entries to store (predefined ones
- * removed) or throws 422 BITRIX_ERROR naming every ineligible entry.
- */
-export function checkRelations(change: RelationsChange, flags: number, selfEntityTypeId: number, portalTypes: ReadonlySet<number>): RelationsChange {
-  const problems: ErrorDetail[] = [];
-  const result: RelationsChange = {};
-  for (const side of ['parent', 'child'] as const) {
-    const entries = change[side];
-    if (!entries) continue;
-    const kept: RelationEntry[] = [];
-    for (const entry of entries) {
-      const etid = entry.entityTypeId;
-      const predefined =
-        side === 'parent' ? hasFlag(flags, 'isClientEnabled') && (etid === CRM.Contact || etid === CRM.Company) : hasFlag(flags, 'isPaymentsEnabled') && etid === CRM.Order;
-      if (predefined) continue;
-      const problem = ineligibility(side, etid, selfEntityTypeId, portalTypes);
-      if (problem) problems.push({ location: `${entry.location}.entityTypeId`, message: problem.message, fix: problem.fix });
-      else kept.push(entry);
-    }
-    result[side] = kept;
-  }
-  if (problems.length) {
-    throw new ApiError('BITRIX_ERROR', problems.length === 1 ? `${problems[0].location}: ${problems[0].message}` : `${problems.length} relation entries cannot be linked`, {
-      details: problems,
-      hint: 'Bitrix24 would drop these entries silently; smartproc refuses them so that no relation is lost without notice.',
-    });
-  }
-  return result;
-}
-
-function ineligibility(side: RelationSide, etid: number, self: number, portalTypes: ReadonlySet<number>): { message: string; fix: string } | null {
-  if (etid === self) return { message: 'a type cannot be related to itself', fix: 'remove this entry' };
-  if (side === 'parent' && (etid === CRM.Contact || etid === CRM.Company)) {
-    return { message: `${crmTypeName(etid)} (${etid}) can be a parent only through isClientEnabled`, fix: 'set isClientEnabled to true instead' };
-  }
-  if (side === 'child' && etid === CRM.Order) {
-    return { message: 'Order (14) can be a child only through isPaymentsEnabled', fix: 'set isPaymentsEnabled to true instead' };
-  }
-  if (!BASE_ENTITY_TYPES.has(etid) && !portalTypes.has(etid)) {
-    return { message: `entityTypeId ${etid} is neither a CRM type that can be linked (1, 2, 3, 4, 7, 14, 31) nor a smart process type of this portal`, fix: 'list the types: GET /v1/smart-processes' };
-  }
-  return null;
 }
 
 /** entityTypeId rule of contract §3.2. */

@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
-import { Int32, Nullable } from './input-rules.js';
-import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS, type FieldSpec } from './type-fields.js';
+import { Int32, Nullable } from '../input-rules.js';
+import { FIELD_TYPES, type FieldSpec, type FieldType } from '../field-table.js';
+import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS } from './fields.js';
 
 
 const flagProperties = Object.fromEntries(FLAG_FIELDS.map((f) => [f.name, Type.Boolean({ description: f.title })])) as Record<(typeof FLAG_FIELDS)[number]['name'], ReturnType<typeof Type.Boolean>>;
@@ -112,7 +113,7 @@ export type TypeCardJson = Static<typeof TypeCardSchema>;
 export type TypeListItemJson = Static<typeof TypeListItemSchema>;
 
 export const FieldDescriptionSchema = Type.Object({
-  type: Type.Union(['integer', 'string', 'boolean', 'datetime', 'user', 'object'].map((t) => Type.Literal(t))),
+  type: Type.Unsafe<FieldType>(Type.Union(FIELD_TYPES.map((t) => Type.Literal(t)))),
   isRequired: Type.Boolean(),
   isReadOnly: Type.Boolean(),
   isImmutable: Type.Boolean(),

@@ -1,3 +1,5 @@
+import { field, fieldTable, type FieldSpec, type FieldTable, type FieldType } from '../field-table.js';
+
 /**
  * The field table of a smart process type (contract §3). It is written once and
  * gives the request and response schemas, the `/fields` answer, the list of
@@ -26,31 +28,13 @@ export const FLAG_FIELDS = [
 export type FlagName = (typeof FLAG_FIELDS)[number]['name'];
 export const FLAG_NAMES: readonly FlagName[] = FLAG_FIELDS.map((f) => f.name);
 export const FLAG_BIT: Readonly<Record<FlagName, number>> = Object.fromEntries(FLAG_NAMES.map((name, i) => [name, 1 << i])) as Record<FlagName, number>;
+export const hasFlag = (flags: number, name: FlagName): boolean => (flags & FLAG_BIT[name]) !== 0;
 /** Flags that are on when a type is created without them: only isSetOpenPermissions. */
 export const DEFAULT_FLAGS = FLAG_BIT.isSetOpenPermissions;
 
 export const LINKED_USER_FIELDS = ['CALENDAR_EVENT|UF_CRM_CAL_EVENT', 'TASKS_TASK|UF_CRM_TASK', 'TASKS_TASK_TEMPLATE|UF_CRM_TASK'] as const;
 export type LinkedUserField = (typeof LINKED_USER_FIELDS)[number];
 export const LINKED_USER_FIELD_BIT: Readonly<Record<LinkedUserField, number>> = Object.fromEntries(LINKED_USER_FIELDS.map((name, i) => [name, 1 << i])) as Record<LinkedUserField, number>;
-
-export type FieldType = 'integer' | 'string' | 'boolean' | 'datetime' | 'user' | 'object';
-
-export interface FieldSpec {
-  name: string;
-  type: FieldType;
-  title: string;
-  isRequired: boolean;
-  isReadOnly: boolean;
-  isImmutable: boolean;
-  isMultiple: boolean;
-  isNullable: boolean;
-  /** Present in list and search answers (and so selectable, filterable and sortable). */
-  inList: boolean;
-}
-
-function field(name: string, type: FieldType, title: string, extra: Partial<FieldSpec> = {}): FieldSpec {
-  return { name, type, title, isRequired: false, isReadOnly: false, isImmutable: false, isMultiple: false, isNullable: false, inList: true, ...extra };
-}
 
 export const TYPE_FIELDS: readonly FieldSpec[] = [
   field('id', 'integer', 'ID', { isReadOnly: true }),
@@ -68,9 +52,9 @@ export const TYPE_FIELDS: readonly FieldSpec[] = [
   field('linkedUserFields', 'object', 'User fields in which the smart process is displayed', { inList: false }),
 ];
 
-export const FIELD_BY_NAME: ReadonlyMap<string, FieldSpec> = new Map(TYPE_FIELDS.map((f) => [f.name, f]));
-export const LIST_FIELDS: readonly FieldSpec[] = TYPE_FIELDS.filter((f) => f.inList);
-export const LIST_FIELD_NAMES: readonly string[] = LIST_FIELDS.map((f) => f.name);
+/** The table the list/search parser takes (list-query.ts). */
+export const TYPE_FIELD_TABLE: FieldTable = fieldTable(TYPE_FIELDS);
+export const LIST_FIELD_NAMES: readonly string[] = TYPE_FIELD_TABLE.listFieldNames;
 
 /** Read-only fields a client may echo back from a GET; a PATCH ignores them whatever their values. */
 export const ECHOED_READ_ONLY_FIELDS = ['id', 'createdBy', 'createdTime', 'updatedBy', 'updatedTime', 'isInitialized', 'customSectionId'] as const;

@@ -1,0 +1,106 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { positiveInt32Param } from '../domain/input-rules.js';
+import { ApiError } from '../errors.js';
+import type { Actor, Portal } from '../portals/portal.js';
+import { portalOf, principalOf } from './plugins/auth.js';
+
+/*
+ * What the routes of every portal-scoped resource share (/v1/smart-processes today, items
+ * later): the id in the path, the call to the caller's portal, If-Match, and answers that
+ * carry a card with its ETag. A resource's own file (routes/<resource>/shared.ts) holds
+ * what is its own: access, tags, the literal segments beside /:id.
+ */
+
+export interface PathIdSpec<P extends string> {
+  /** The path parameter, e.g. `entityTypeId` in /v1/smart-processes/:entityTypeId. */
+  param: P;
+  /** The collection the id is in, as messages show it: /v1/smart-processes. */
+  collection: string;
+  /** Literal routes next to /:param and the methods they have (GET /search is 405, not 400). A Map: `constructor` is not a route. */
+  literals: ReadonlyMap<string, readonly string[]>;
+  /** What a bad id is told to do, e.g. "list the types: GET /v1/smart-processes". */
+  fix: string;
+}
+
+/**
+ * The path id check of a resource (after access, before existence): a literal segment
+ * with another method is 405 naming the allowed ones; anything else must be a positive
+ * integer in the 32-bit range (400).
+ */
+export function pathId<P extends string>(spec: PathIdSpec<P>): (request: { method: string; params: Record<P, string> }) => number {
+  const { param, collection, literals, fix } = spec;
+  const location = `params.${param}`;
+  return (request) => {
+    const raw = request.params[param];
+    const literal = literals.get(raw);
+    if (literal) {
+      throw new ApiError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${collection}/${raw}; allowed: ${literal.join(', ')}`, { headers: { allow: literal.join(', ') } });
+    }
+    return positiveInt32Param(raw, location, fix);
+  };
+}
+
+export interface PortalCall {
+  portal: Portal;
+  actor: Actor;
+  timeZone: string;
+}
+
+/** The caller's portal, who acts, and the portal's time zone (portal routes only). */
+export function portalCall(request: FastifyRequest): PortalCall {
+  const principal = principalOf(request);
+  const portal = portalOf(request, request.server.services.portalRegistry);
+  return { portal, actor: { userId: principal.userId ?? 0 }, timeZone: portal.record.timeZone };
+}
+
+/** If-Match (beyond the hosted API): the ETag of the version the client edits. */
+export function ifMatchOf(request: FastifyRequest): number | undefined {
+  const header = request.headers['if-match'];
+  if (header === undefined || header.trim() === '*') return undefined;
+  const match = /^\s*(?:W\/)?"(\d{1,15})"\s*$/.exec(header);
+  return match ? Number(match[1]) : -1;
+}
+
+/** A card of a portal resource: its record carries the version that is its ETag. */
+export interface VersionedCard {
+  record: { version: number };
+}
+
+export interface CardAnswers<C extends VersionedCard> {
+  /** GET: a card as read from a card cache, rendered once per card and time zone. */
+  sendStored(reply: FastifyReply, card: C, timeZone: string): FastifyReply;
+  /** A card just written (create, update): rendered for this answer only. */
+  send(reply: FastifyReply, card: C, timeZone: string, status?: number): FastifyReply;
+}
+
+/**
+ * The answers that carry one card, `{"success":true,"data":<card>}` with the ETag header,
+ * for a resource whose `cardJson` writes the card's JSON text.
+ *
+ * GET answers: a card read from the card cache is the same object until it changes, so
+ * its answer is rendered once per time zone. Written cards are new objects and go
+ * through `send` without this: every WeakMap key costs each minor GC (ephemerons),
+ * which made PATCH measurably slower when all its cards were added here.
+ */
+export function cardAnswers<C extends VersionedCard>(cardJson: (card: C, timeZone: string) => string): CardAnswers<C> {
+  const rendered = new WeakMap<C, { timeZone: string; body: string }>();
+  const answer = (card: C, timeZone: string) => `{"success":true,"data":${cardJson(card, timeZone)}}`;
+  return {
+    sendStored(reply, card, timeZone) {
+      let stored = rendered.get(card);
+      if (!stored || stored.timeZone !== timeZone) {
+        stored = { timeZone, body: answer(card, timeZone) };
+        rendered.set(card, stored);
+      }
+      return sendVersioned(reply, card.record.version, stored.body, 200);
+    },
+    send(reply, card, timeZone, status = 200) {
+      return sendVersioned(reply, card.record.version, answer(card, timeZone), status);
+    },
+  };
+}
+
+/** Sends a JSON text with the ETag of the version it shows. */
+export function sendVersioned(reply: FastifyReply, version: number, body: string, status = 200): FastifyReply {
+  return reply.code(status).header('etag', `"${version}"`).type('application/json; charset=utf-8').send(body);
+}
