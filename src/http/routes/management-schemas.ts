@@ -69,7 +69,7 @@ const OAuthInputSchema = Type.Object({
   clientEndpoint: Type.String({ maxLength: 2000, description: 'https://{portal}/rest/' }),
   accessToken: Secret('access token'),
   refreshToken: Secret('refresh token'),
-  expiresAt: Type.Optional(Nullable(Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 })]), { description: 'when the access token expires: ISO 8601 or epoch seconds' })),
+  expiresAt: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 }), Type.Null()], { description: 'when the access token expires: ISO 8601 or epoch seconds' })),
   tokenUrl: Type.Optional(Type.String({ maxLength: 2000, description: 'default https://oauth.bitrix.info/oauth/token/' })),
 }, { additionalProperties: false });
 const LimitsSchema = Type.Object({

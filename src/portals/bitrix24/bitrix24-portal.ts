@@ -75,6 +75,26 @@ export interface Bitrix24PortalDeps {
   callTimeoutMs: number;
 }
 
+/**
+ * Writes of one portal run one at a time in this process: Bitrix24 has no conditional
+ * update, so If-Match, the code uniqueness check and the relation pre-check hold only if
+ * no other write of this process slips between the fresh read and the write. (Writes
+ * from several instances, or made inside Bitrix24, can still interleave: docs/bitrix24.md.)
+ * Keyed by portal id: the Portal object is rebuilt after every write.
+ */
+const writeQueues = new Map<number, Promise<unknown>>();
+
+function serialized<T>(portalId: number, work: () => Promise<T>): Promise<T> {
+  const previous = writeQueues.get(portalId) ?? Promise.resolve();
+  const run = previous.then(work, work);
+  const tail = run.catch(() => {});
+  writeQueues.set(portalId, tail);
+  void tail.then(() => {
+    if (writeQueues.get(portalId) === tail) writeQueues.delete(portalId);
+  });
+  return run;
+}
+
 /** Cache figures of this process (the load spec reports the hit fraction). */
 export const bitrix24CacheStats = { hits: 0, misses: 0 };
 
@@ -334,7 +354,19 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  async create(draft: TypeDraft, _actor: Actor): Promise<TypeCard> {
+  create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
+    return serialized(this.record.id, () => this.createNow(draft, actor));
+  }
+
+  update(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
+    return serialized(this.record.id, () => this.updateNow(entityTypeId, patch, actor, options));
+  }
+
+  delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
+    return serialized(this.record.id, () => this.deleteNow(entityTypeId, options));
+  }
+
+  private async createNow(draft: TypeDraft, _actor: Actor): Promise<TypeCard> {
     try {
       const unwritable = unwritableFlagChanges(draft, null);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
@@ -402,7 +434,7 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  async update(entityTypeId: number, patch: TypePatch, _actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
+  private async updateNow(entityTypeId: number, patch: TypePatch, _actor: Actor, options: WriteOptions): Promise<TypeCard> {
     try {
       const current = await this.readCard(entityTypeId);
       if (!current) throw typeNotFound(entityTypeId);
@@ -432,7 +464,7 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  async delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
+  private async deleteNow(entityTypeId: number, options: WriteOptions): Promise<void> {
     try {
       const current = await this.readCard(entityTypeId);
       if (!current) throw typeNotFound(entityTypeId);
