@@ -49,13 +49,15 @@ export interface TestAppOptions {
   /** For portalKind 'bitrix24': options of the fake (default: no bucket) and the portal's limits (default 1000/1000). */
   fake?: FakeBitrix24Options;
   limits?: { burst: number; perSecond: number };
+  /** Default: no logging. */
+  logger?: import('fastify').FastifyServerOptions['logger'];
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const testStore = openTestStore({ port: options.storePort });
   const config: Config = { ...loadConfig({}), redisUrl: null, ...options.config };
   const secretBox = new SecretBox(crypto.randomBytes(32));
-  const app = await buildApp({ config, store: testStore.store, logger: false, keyCacheTtlMs: options.keyCacheTtlMs, secretBox });
+  const app = await buildApp({ config, store: testStore.store, logger: options.logger ?? false, keyCacheTtlMs: options.keyCacheTtlMs, secretBox });
   const { keys, portals } = app.services;
   let fake: FakeBitrix24 | undefined;
   let portal: PortalRecord;
