@@ -22,10 +22,10 @@ if (tsc.status !== 0) {
   process.exit(1);
 }
 
-function run(label, env) {
+function run(label, env, list = files) {
   return new Promise((resolve) => {
-    console.log(`\n=== ${label}: ${files.length} test files ===`);
-    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    console.log(`\n=== ${label}: ${list.length} test files ===`);
+    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...list], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (chunk) => {
       out += chunk;
@@ -58,6 +58,13 @@ if (unreachable) {
   console.log(`\n=== PostgreSQL pass SKIPPED: cannot reach ${pgUrl.replace(/:[^:@/]*@/, ':***@')} (${unreachable}). Start PostgreSQL or set SMARTPROC_TEST_DATABASE_URL to run it. ===`);
 } else {
   results.push(await run('PostgreSQL pass', { SMARTPROC_TEST_DATABASE_URL: pgUrl }));
+}
+
+// The route specifications once more against a bitrix24 portal backed by the fake portal (issue 9), on each store.
+const routeSpecs = files.filter((f) => f.startsWith(path.join('test', 'http', 'smart-processes')));
+if (routeSpecs.length) {
+  results.push(await run('SQLite pass, bitrix24 portal', { SMARTPROC_TEST_DATABASE_URL: '', SMARTPROC_TEST_PORTAL_KIND: 'bitrix24' }, routeSpecs));
+  if (!unreachable) results.push(await run('PostgreSQL pass, bitrix24 portal', { SMARTPROC_TEST_DATABASE_URL: pgUrl, SMARTPROC_TEST_PORTAL_KIND: 'bitrix24' }, routeSpecs));
 }
 
 console.log('\n=== summary ===');

@@ -23,8 +23,10 @@ import smartProcessRoutes from './http/routes/smart-processes/index.js';
 import type { Services } from './http/services.js';
 import { PortalRegistry } from './portals/registry.js';
 import { PortalsService } from './portals/portals-service.js';
-import { openStore, type Store } from './store/store.js';
-import { migrate } from './store/migrations/index.js';
+import { loadSecretBox, migrate, openStore, type SecretBox, type Store } from './store/store.js';
+import { Bitrix24Portal } from './portals/bitrix24/bitrix24-portal.js';
+import { Bitrix24PortalSetup } from './portals/bitrix24/bitrix24-portals.js';
+import { PortalBudgets } from './portals/bitrix24/budget.js';
 
 /** package.json is one level up from src/ and two from dist/src/. */
 function packageVersion(): string {
@@ -49,6 +51,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
   /** Key cache lifetime in ms (tests shorten or lengthen it). */
   keyCacheTtlMs?: number;
+  /** The SecretBox for bitrix24 credentials; by default loaded on first use from SMARTPROC_SECRET_KEY or DATA_DIR/secret.key. */
+  secretBox?: SecretBox;
 }
 
 /** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
@@ -86,12 +90,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const bus = new InvalidationBus(redis, app.log);
   await bus.start(connection && (await connection.connected()) ? undefined : 0);
 
-  const portalRegistry = new PortalRegistry(store, bus);
+  // bitrix24 portals (docs/bitrix24.md): one request budget per portal (Redis when set), credentials sealed with the SecretBox.
+  let box = options.secretBox ?? null;
+  const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
+  const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
+  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs };
+  const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
   const services: Services = {
     store,
     access: new AccessService(store, new KeyRateLimiter(redis, { log: app.log }), bus, (portal) => portalRegistry.readiness(portal), options.keyCacheTtlMs),
     keys: new KeysService(store, bus),
-    portals: new PortalsService(store, bus),
+    portals: new PortalsService(store, bus, new Bitrix24PortalSetup(store, secretBox, budgets)),
     portalRegistry,
   };
   app.decorate('services', services);

@@ -19,6 +19,10 @@ export interface Config {
   maxEventLoopUtilization: number;
   /** How often the event loop is sampled (ms). */
   pressureSampleIntervalMs: number;
+  /** bitrix24 portals (docs/bitrix24.md): how long reads are served from cache, how long a request may wait for the portal's budget, the per-call timeout (ms). */
+  bitrix24CacheTtlMs: number;
+  bitrix24QueueTimeoutMs: number;
+  bitrix24CallTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -61,5 +65,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxEventLoopDelayMs: parseNumber(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 600_000),
     maxEventLoopUtilization: parseNumber(env, 'MAX_EVENT_LOOP_UTILIZATION', 0, 0, 1, false),
     pressureSampleIntervalMs: 1000,
+    bitrix24CacheTtlMs: parseNumber(env, 'BITRIX24_CACHE_TTL_MS', 30_000, 0, 3_600_000),
+    bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
+    bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
   };
 }

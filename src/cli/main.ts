@@ -11,8 +11,8 @@ import { stderrLog } from '../log-throttle.js';
 import { ApiError } from '../errors.js';
 import { PortalsService } from '../portals/portals-service.js';
 import { banner, closeOnSignals, startServer } from '../server.js';
-import { openStore } from '../store/store.js';
-import { migrate } from '../store/migrations/index.js';
+import { loadSecretBox, migrate, openStore, type SecretBox } from '../store/store.js';
+import { Bitrix24PortalSetup } from '../portals/bitrix24/bitrix24-portals.js';
 import { KEY_KINDS, type KeyRecord } from '../domain/records.js';
 
 /** The CLI works on the store directly (DATABASE_URL / DATA_DIR), and tells running servers through Redis when REDIS_URL is set. */
@@ -24,7 +24,9 @@ async function withServices<T>(work: (s: { keys: KeysService; portals: PortalsSe
   try {
     await migrate(store);
     await connection?.connected();
-    return await work({ keys: new KeysService(store, bus), portals: new PortalsService(store, bus) });
+    let box: SecretBox | null = null;
+    const bitrix24 = new Bitrix24PortalSetup(store, () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box));
+    return await work({ keys: new KeysService(store, bus), portals: new PortalsService(store, bus, bitrix24) });
   } finally {
     connection?.disconnect();
     await store.close();
@@ -155,9 +157,24 @@ portals
   .command('create')
   .option('--name <name>', 'portal name')
   .option('--time-zone <tz>', 'IANA time zone', 'UTC')
+  .option('--kind <kind>', 'local or bitrix24', 'local')
+  .option('--webhook <url>', 'bitrix24: incoming webhook URL with the crm scope')
+  .option('--oauth-client-id <id>', 'bitrix24 OAuth: client_id')
+  .option('--oauth-client-secret <secret>', 'bitrix24 OAuth: client_secret')
+  .option('--oauth-endpoint <url>', 'bitrix24 OAuth: client endpoint, https://{portal}/rest/')
+  .option('--oauth-access-token <token>', 'bitrix24 OAuth: access token')
+  .option('--oauth-refresh-token <token>', 'bitrix24 OAuth: refresh token')
+  .option('--oauth-expires-at <time>', 'bitrix24 OAuth: ISO 8601 or epoch seconds')
+  .option('--oauth-token-url <url>', 'bitrix24 OAuth: token URL (default https://oauth.bitrix.info/oauth/token/)')
+  .option('--burst <n>', "bitrix24: the portal's request limit (default 50)", integer('--burst'))
+  .option('--per-second <n>', 'bitrix24: drain per second (default 2)', Number)
   .option('--json', 'print JSON')
   .action(async (o) => withServices(async ({ portals }) => {
-    const portal = await portals.create({ name: o.name, timeZone: o.timeZone });
+    const oauth = o.oauthClientId !== undefined || o.oauthAccessToken !== undefined
+      ? { clientId: o.oauthClientId, clientSecret: o.oauthClientSecret, clientEndpoint: o.oauthEndpoint, accessToken: o.oauthAccessToken, refreshToken: o.oauthRefreshToken, expiresAt: o.oauthExpiresAt && /^\d+$/.test(o.oauthExpiresAt) ? Number(o.oauthExpiresAt) : o.oauthExpiresAt, tokenUrl: o.oauthTokenUrl }
+      : undefined;
+    const limits = o.burst !== undefined || o.perSecond !== undefined ? { burst: o.burst, perSecond: o.perSecond } : undefined;
+    const portal = await portals.create({ kind: o.kind, name: o.name, timeZone: o.timeZone, webhookUrl: o.webhook, oauth, limits });
     console.log(o.json ? JSON.stringify(portal, null, 2) : table([portal as never], PORTAL_COLUMNS));
   }));
 portals

@@ -15,6 +15,19 @@ export interface PortalRecord {
   timeZone: string;
   createdAt: number;
   updatedAt: number;
+  /** `bitrix24` portals: what may be shown of the credential, and the portal's limits (never a secret). */
+  bitrix24?: Bitrix24PortalInfo;
+}
+
+export const BITRIX24_CREDENTIAL_TYPES = ['webhook', 'oauth'] as const;
+export type Bitrix24CredentialType = (typeof BITRIX24_CREDENTIAL_TYPES)[number];
+
+export interface Bitrix24PortalInfo {
+  credentials: { type: Bitrix24CredentialType; userId?: number; domain: string };
+  limits: { burst: number; perSecond: number };
+  memberId: string | null;
+  /** The OAuth refresh token died (invalid_grant): the portal needs a new authorization. */
+  needsAuthorization: boolean;
 }
 
 export const KEY_KINDS = ['personal', 'application', 'management'] as const;

@@ -3,11 +3,18 @@ import { isValidTimeZone } from '../domain/time.js';
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
 import type { Store } from '../store/store.js';
 import type { PortalKind, PortalRecord } from '../domain/records.js';
+import { Bitrix24PortalSetup } from './bitrix24/bitrix24-portals.js';
+import type { Bitrix24Input } from './bitrix24/portal-credentials.js';
 
-export interface PortalInput {
+export interface PortalInput extends Bitrix24Input {
   kind?: PortalKind;
   name?: string;
   timeZone?: string;
+}
+
+/** bitrix24 fields sent for a local portal. */
+function localOnlyProblems(input: Bitrix24Input): ErrorDetail[] {
+  return (['webhookUrl', 'oauth', 'limits'] as const).filter((name) => input[name] !== undefined).map((name) => ({ location: `body.${name}`, message: `${name} is only for bitrix24 portals`, fix: 'send "kind": "bitrix24"' }));
 }
 
 function timeZoneProblems(timeZone: string | undefined): ErrorDetail[] {
@@ -17,7 +24,7 @@ function timeZoneProblems(timeZone: string | undefined): ErrorDetail[] {
 
 /** Local portals: the operations behind /v1/portals and `smartproc portals`. */
 export class PortalsService {
-  constructor(private readonly store: Store, private readonly bus: InvalidationBus) {}
+  constructor(private readonly store: Store, private readonly bus: InvalidationBus, private readonly bitrix24: Bitrix24PortalSetup | null = null) {}
 
   private repo() {
     return this.store.read.portals;
@@ -35,15 +42,21 @@ export class PortalsService {
 
   async create(input: PortalInput): Promise<PortalRecord> {
     const problems = timeZoneProblems(input.timeZone);
+    if (input.kind === 'bitrix24' && this.bitrix24) return this.bitrix24.create(input, problems);
     if (input.kind === 'bitrix24') problems.push({ location: 'body.kind', message: 'bitrix24 portals are not served by this version yet', fix: 'create a local portal' });
+    else problems.push(...localOnlyProblems(input));
     if (problems.length) throw validationError(problems);
     return this.store.write(({ repos }) => repos.portals.create({ kind: 'local', name: input.name?.trim() || 'Local portal', timeZone: input.timeZone ?? 'UTC' }));
   }
 
-  async update(id: number, changes: { name?: string; timeZone?: string }): Promise<PortalRecord> {
-    await this.get(id);
+  async update(id: number, changes: { name?: string; timeZone?: string } & Bitrix24Input): Promise<PortalRecord> {
+    const portal = await this.get(id);
     const problems = timeZoneProblems(changes.timeZone);
     if (problems.length) throw validationError(problems);
+    if (Bitrix24PortalSetup.touches(changes)) {
+      if (!this.bitrix24 || portal.kind !== 'bitrix24') throw validationError(localOnlyProblems(changes));
+      await this.bitrix24.update(portal, changes);
+    }
     const updated = await this.store.write(({ repos }) => repos.portals.update(id, { name: changes.name?.trim() || undefined, timeZone: changes.timeZone }));
     // Deleted between the check above and the write.
     if (!updated) throw new ApiError('ENTITY_NOT_FOUND', `Portal ${id} not found`);

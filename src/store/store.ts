@@ -5,6 +5,7 @@ import type { StoreFailure } from './driver-errors.js';
 import { openPostgres } from './postgres.js';
 import { openSqlite } from './sqlite.js';
 import type { Runner } from './repository.js';
+import { Bitrix24PortalsRepository } from './repositories/bitrix24-portals-repository.js';
 import { KeysRepository } from './repositories/keys-repository.js';
 import { PortalsRepository } from './repositories/portals-repository.js';
 import { SettingsRepository } from './repositories/settings-repository.js';
@@ -13,7 +14,11 @@ import type { Database, Db, Dialect } from './tables.js';
 import type { WriteBatch } from './write-batch.js';
 
 export type { StoreFailure } from './driver-errors.js';
-export type { KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
+/** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
+export { loadSecretBox, SecretBox } from './secret-box.js';
+export { migrate } from './migrations/index.js';
 
 /** The repositories of the store, bound to a connection or to one write's transaction. */
 export interface Repositories {
@@ -21,6 +26,7 @@ export interface Repositories {
   portals: PortalsRepository;
   keys: KeysRepository;
   settings: SettingsRepository;
+  bitrix24: Bitrix24PortalsRepository;
 }
 
 /** One write, as `work` sees it: repositories bound to its transaction. */
@@ -74,6 +80,7 @@ export function repositoriesOn(db: Db, dialect: Dialect, runner?: Runner): Repos
     portals: new PortalsRepository(db, runner),
     keys: new KeysRepository(db, runner),
     settings: new SettingsRepository(db, runner),
+    bitrix24: new Bitrix24PortalsRepository(db, runner),
   };
 }
 

@@ -81,6 +81,21 @@ export interface SettingsTable {
   value: string;
 }
 
+/** The `bitrix24_portals` table (migration 003): one row per bitrix24 portal; `sealed` is SecretBox output. */
+export interface Bitrix24PortalsTable {
+  portal_id: number;
+  credential_type: string;
+  sealed: string;
+  user_id: number | null;
+  domain: string;
+  member_id: string | null;
+  burst: number;
+  per_second: number;
+  needs_authorization: number;
+  version: number;
+  updated_at: number;
+}
+
 export interface Database {
   portals: PortalsTable;
   smart_process_types: SmartProcessTypesTable;
@@ -89,6 +104,7 @@ export interface Database {
   key_secrets: KeySecretsTable;
   sessions: SessionsTable;
   settings: SettingsTable;
+  bitrix24_portals: Bitrix24PortalsTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -60,12 +60,37 @@ export const RotateKeyBodySchema = Type.Object({
   gracePeriodSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 0, description: 'how long the old secret keeps working (0 = stops at once)' })),
 }, { additionalProperties: false });
 
+// ---- bitrix24 portals (issue 9): credentials in, never out ----
+const Secret = (description: string) => Type.String({ minLength: 1, maxLength: 2000, description });
+const WebhookUrl = Type.String({ maxLength: 2000, description: 'incoming webhook with the crm scope: https://{portal}/rest/{userId}/{secret}/ (http:// only for loopback hosts)' });
+const OAuthInputSchema = Type.Object({
+  clientId: Secret('application client_id'),
+  clientSecret: Secret('application client_secret'),
+  clientEndpoint: Type.String({ maxLength: 2000, description: 'https://{portal}/rest/' }),
+  accessToken: Secret('access token'),
+  refreshToken: Secret('refresh token'),
+  expiresAt: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 }), Type.Null()], { description: 'when the access token expires: ISO 8601 or epoch seconds' })),
+  tokenUrl: Type.Optional(Type.String({ maxLength: 2000, description: 'default https://oauth.bitrix.info/oauth/token/' })),
+}, { additionalProperties: false });
+const LimitsSchema = Type.Object({
+  burst: Type.Optional(Type.Integer({ minimum: 2, maximum: 100000, description: "the portal's X: requests above it are refused (50; Enterprise 250)" })),
+  perSecond: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1000, description: "the portal's Y: drain per second (2; Enterprise 5)" })),
+}, { additionalProperties: false });
+const Bitrix24Fields = {
+  webhookUrl: Type.Optional(WebhookUrl),
+  oauth: Type.Optional(OAuthInputSchema),
+  limits: Type.Optional(LimitsSchema),
+};
+
 export const PortalSchema = Type.Object({
   id: Type.Integer(),
   kind: PortalKindSchema(),
   name: Type.String(),
   domain: Type.String(),
   timeZone: Type.String(),
+  credentials: Type.Optional(Type.Object({ type: Type.Union([Type.Literal('webhook'), Type.Literal('oauth')]), userId: Type.Optional(Type.Integer()), domain: Type.String() }, { description: 'bitrix24 portals: no secret is ever shown' })),
+  limits: Type.Optional(Type.Object({ burst: Type.Integer(), perSecond: Type.Number() })),
+  needsAuthorization: Type.Optional(Type.Boolean({ description: 'bitrix24 OAuth portals: the refresh token died; store new tokens' })),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
 });
@@ -74,11 +99,13 @@ export const CreatePortalBodySchema = Type.Object({
   kind: Type.Optional(PortalKindSchema({ default: 'local' })),
   name: Type.Optional(Type.String({ maxLength: 200 })),
   timeZone: Type.Optional(Type.String({ maxLength: 64, description: 'IANA time zone (default UTC)' })),
+  ...Bitrix24Fields,
 }, { additionalProperties: false });
 
 export const UpdatePortalBodySchema = Type.Object({
   name: Type.Optional(Type.String({ maxLength: 200 })),
   timeZone: Type.Optional(Type.String({ maxLength: 64 })),
+  ...Bitrix24Fields,
 }, { additionalProperties: false });
 
 export const CreateSessionBodySchema = Type.Object({

@@ -14,7 +14,9 @@ const tags = ['Portals'];
 const errors = (...extra: Parameters<typeof errorResponses>[0]) => errorResponses([...MANAGEMENT_ACCESS_ERRORS, ...extra]);
 
 export function presentPortal(p: PortalRecord) {
-  return { id: p.id, kind: p.kind, name: p.name, domain: p.domain, timeZone: p.timeZone, createdAt: isoTime(p.createdAt)!, updatedAt: isoTime(p.updatedAt)! };
+  // bitrix24: what may be shown of the credential (type, userId, domain), never a secret.
+  const b24 = p.bitrix24 ? { credentials: p.bitrix24.credentials, limits: p.bitrix24.limits, needsAuthorization: p.bitrix24.needsAuthorization } : {};
+  return { id: p.id, kind: p.kind, name: p.name, domain: p.domain, timeZone: p.timeZone, ...b24, createdAt: isoTime(p.createdAt)!, updatedAt: isoTime(p.updatedAt)! };
 }
 
 const portalId = (params: { id: string }): number => positiveInt32Param(params.id, 'params.id', 'list the portals: GET /v1/portals');
@@ -30,7 +32,7 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/', {
     config: { access: WRITE },
-    schema: { tags, summary: 'Create a local portal', body: CreatePortalBodySchema, response: { 201: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS) } },
+    schema: { tags, summary: 'Create a portal: local, or bitrix24 with webhookUrl or oauth', body: CreatePortalBodySchema, response: { 201: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'BITRIX_ERROR', 'BITRIX_UNAVAILABLE', ...BODY_ERRORS) } },
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },
@@ -43,7 +45,7 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.patch('/:id', {
     config: { access: WRITE },
-    schema: { tags, summary: 'Rename a portal or change its time zone', params: IdParamsSchema, body: UpdatePortalBodySchema, response: { 200: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', ...BODY_ERRORS) } },
+    schema: { tags, summary: 'Rename a portal, change its time zone, or replace a bitrix24 portal\'s credentials or limits', params: IdParamsSchema, body: UpdatePortalBodySchema, response: { 200: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', 'BITRIX_ERROR', 'BITRIX_UNAVAILABLE', ...BODY_ERRORS) } },
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },

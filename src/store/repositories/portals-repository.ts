@@ -2,6 +2,7 @@ import type { Selectable, Updateable } from 'kysely';
 import type { PortalKind, PortalRecord } from '../../domain/records.js';
 import { Repository } from '../repository.js';
 import type { PortalsTable } from '../tables.js';
+import { Bitrix24PortalsRepository, infoOf } from './bitrix24-portals-repository.js';
 
 /** The counter of automatic entityTypeId values starts here and grows by 2 before use (contract §3.2). */
 export const ENTITY_TYPE_ID_COUNTER_START = 1030;
@@ -35,12 +36,24 @@ export class PortalsRepository extends Repository {
 
   async get(id: number): Promise<PortalRecord | null> {
     const [row] = await this.rows<Selectable<PortalsTable>>(this.db.selectFrom('portals').selectAll().where('id', '=', id));
-    return row ? toRecord(row) : null;
+    return row ? (await this.withBitrix24([toRecord(row)]))[0] : null;
   }
 
   async list(): Promise<PortalRecord[]> {
     const rows = await this.rows<Selectable<PortalsTable>>(this.db.selectFrom('portals').selectAll().orderBy('id'));
-    return rows.map(toRecord);
+    return this.withBitrix24(rows.map(toRecord));
+  }
+
+  /** bitrix24 portals carry what may be shown of their credential and their limits (migration 003). */
+  private async withBitrix24(records: PortalRecord[]): Promise<PortalRecord[]> {
+    const ids = records.filter((r) => r.kind === 'bitrix24').map((r) => r.id);
+    if (!ids.length) return records;
+    const rows = await new Bitrix24PortalsRepository(this.db).getMany(ids);
+    for (const record of records) {
+      const row = rows.get(record.id);
+      if (row) record.bitrix24 = infoOf(row);
+    }
+    return records;
   }
 
   async count(): Promise<number> {
@@ -54,6 +67,11 @@ export class PortalsRepository extends Repository {
     if (changes.timeZone !== undefined) set.time_zone = changes.timeZone;
     await this.rows(this.db.updateTable('portals').set(set).where('id', '=', id));
     return this.get(id);
+  }
+
+  /** A bitrix24 portal whose credential now points at another domain. */
+  async setDomain(id: number, domain: string, now = Date.now()): Promise<void> {
+    await this.rows(this.db.updateTable('portals').set({ domain, updated_at: now }).where('id', '=', id));
   }
 
   async delete(id: number): Promise<void> {

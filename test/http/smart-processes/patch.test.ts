@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { createTestApp, json, type TestApp } from '../../helpers/app.js';
+import { createTestApp, json, localOnly, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 
 const SEED_BODY = { title: 'Supply contracts (updated name)', code: 'supply_contracts', isAutomationEnabled: false };
@@ -148,7 +148,7 @@ describe('PATCH /v1/smart-processes/:entityTypeId', () => {
     assert.equal((await card()).title, 'First writer');
   });
 
-  it("a relation set, changed or removed from the other end moves the card's ETag too, so a stale If-Match cannot undo it (beyond)", async () => {
+  it("a relation set, changed or removed from the other end moves the card's ETag too, so a stale If-Match cannot undo it (beyond)", localOnly('the ETag is a hash of the card, not a counter (content seen before gives the ETag seen before)'), async () => {
     await t.call('POST', '/v1/smart-processes', { title: 'Hub', entityTypeId: 1090 });
     await t.call('POST', '/v1/smart-processes', { title: 'Spoke', entityTypeId: 1092 });
     const etagOfHub = async () => (await t.call('GET', '/v1/smart-processes/1090')).headers.etag as string;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createTestApp, json, type TestApp } from '../../helpers/app.js';
+import { createTestApp, json, localOnly, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 
 type Rel = { entityTypeId: number; isChildrenListEnabled: boolean; isPredefined: boolean };
@@ -77,12 +77,12 @@ describe('relations of smart process types', () => {
     assert.deepEqual(ids((await card(c)).relations.parent), [2]);
   });
 
-  it('Order becomes a child through isPaymentsEnabled', async () => {
+  it('Order becomes a child through isPaymentsEnabled', localOnly('isPaymentsEnabled is not writable through crm.type.add/update (422 naming it)'), async () => {
     await patch(c, { isPaymentsEnabled: true });
     assert.deepEqual((await card(c)).relations.child[0], { entityTypeId: 14, isChildrenListEnabled: true, isPredefined: true });
   });
 
-  it('a card read with GET can be sent back as is (predefined entries are accepted and ignored)', async () => {
+  it('a card read with GET can be sent back as is (predefined entries are accepted and ignored)', localOnly('the spec sets isPaymentsEnabled, which crm.type.update does not take'), async () => {
     await patch(c, { isClientEnabled: true, isPaymentsEnabled: true, relations: { parent: [{ entityTypeId: 2 }], child: [{ entityTypeId: a }] } });
     const current = await card(c);
     const edited = { parent: [...current.relations.parent, { entityTypeId: 7, isChildrenListEnabled: false, isPredefined: false }], child: current.relations.child };
@@ -114,7 +114,8 @@ describe('relations of smart process types', () => {
   });
 
   it('linkedUserFields is a full overwrite: keys not sent become false', async () => {
-    await patch(a, { linkedUserFields: { 'CALENDAR_EVENT|UF_CRM_CAL_EVENT': true, 'TASKS_TASK|UF_CRM_TASK': true } });
+    // isUseInUserfieldEnabled: a real portal applies linkedUserFields only while it is on.
+    await patch(a, { isUseInUserfieldEnabled: true, linkedUserFields: { 'CALENDAR_EVENT|UF_CRM_CAL_EVENT': true, 'TASKS_TASK|UF_CRM_TASK': true } });
     const res = await patch(a, { linkedUserFields: { 'TASKS_TASK_TEMPLATE|UF_CRM_TASK': true } });
     assert.deepEqual(json(res).data.linkedUserFields, { 'CALENDAR_EVENT|UF_CRM_CAL_EVENT': false, 'TASKS_TASK|UF_CRM_TASK': false, 'TASKS_TASK_TEMPLATE|UF_CRM_TASK': true });
   });

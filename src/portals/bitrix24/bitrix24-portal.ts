@@ -1,0 +1,499 @@
+/**
+ * A real Bitrix24 portal behind /v1/smart-processes (issue 9 items 2-6), through the
+ * native `crm.type.*` methods, answering as a local portal does.
+ *
+ * Every call: token manager (OAuth; outside the budget, so that the call repeated after a
+ * refresh takes its own slot) → the portal's request budget (one per portal, shared by
+ * every key and, with Redis, every instance) → the REST client. Reads are repeated after
+ * server errors, timeouts and lost answers (with back-off); crm.type.update and
+ * crm.type.delete too (idempotent); crm.type.add only when the request certainly never
+ * left (network / timeout before sending). After a lost answer of crm.type.add the type
+ * is looked up (by the entityTypeId the client chose, else by title and code among the
+ * types created since the call started) and the answer comes from what is there; when
+ * nothing is found, 502 BITRIX_UNAVAILABLE says the write may have happened.
+ *
+ * Cache (item 4): the type list (every light item, read through start/next), cards by
+ * entityTypeId (a missing type too), and natively filtered list answers, each for
+ * `cacheTtlMs` (changes made inside Bitrix24 itself show after at most that). Misses of
+ * one key are read once (concurrent callers share the read). Every write through
+ * smartproc drops the whole cache of the portal on every instance: the write publishes
+ * the portal on the invalidation bus, and the registry builds a new Portal object (the
+ * budget, kept by portal id in PortalBudgets, survives that).
+ *
+ * Writes read the card fresh (not from the cache): If-Match compares with the portal's
+ * content (cardVersion), relations are pre-checked against the portal's own types
+ * (contract §3.1) and the card the portal answers after the write is compared with the
+ * request: an edge it dropped is 422 BITRIX_ERROR naming it.
+ */
+import type { Redis } from 'ioredis';
+import type { InvalidationBus } from '../../access/invalidation.js';
+import type { ListQuery } from '../../domain/list-query.js';
+import type { PortalRecord } from '../../domain/records.js';
+import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
+import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
+import { checkRelations } from '../../domain/smart-process-type/relations.js';
+import { ApiError, typeNotFound } from '../../errors.js';
+import type { SecretBox, Store } from '../../store/store.js';
+import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
+import { DEFAULT_BUDGET_LIMITS, type PortalBudget, type PortalBudgets } from './budget.js';
+import { mapBitrix24Failure } from './error-mapping.js';
+import { compareRecords, finishReadAll, matchesCondition, planPages, toNativeList } from './native-filter.js';
+import {
+  cardVersion,
+  compareRelations,
+  expectedAfterAdd,
+  expectedAfterPatch,
+  flagsAfterPatch,
+  fromNativeCard,
+  fromNativeListItem,
+  NativeShapeError,
+  notKeptError,
+  patchChangesCard,
+  relationsToSend,
+  toNativeAddFields,
+  toNativeUpdateFields,
+  typeOfResult,
+  typesOfListResult,
+  unkeptFields,
+  unwritableFlagChanges,
+  unwritableFlagsError,
+} from './native-mapping.js';
+import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth.js';
+import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
+import { Bitrix24Error, type Bitrix24RestClient, type CallResult } from './rest-client.js';
+
+export interface Bitrix24PortalDeps {
+  store: Store;
+  box: () => SecretBox;
+  budgets: PortalBudgets;
+  bus: InvalidationBus;
+  redis: Redis | null;
+  /** How long reads are served from the cache (ms); 0 = no cache. */
+  cacheTtlMs: number;
+  /** Per-call timeout (ms). */
+  callTimeoutMs: number;
+}
+
+/**
+ * Writes of one portal run one at a time in this process: Bitrix24 has no conditional
+ * update, so If-Match, the code uniqueness check and the relation pre-check hold only if
+ * no other write of this process slips between the fresh read and the write. (Writes
+ * from several instances, or made inside Bitrix24, can still interleave: docs/bitrix24.md.)
+ * Keyed by portal id: the Portal object is rebuilt after every write.
+ */
+const writeQueues = new Map<number, Promise<unknown>>();
+
+function serialized<T>(portalId: number, work: () => Promise<T>): Promise<T> {
+  const previous = writeQueues.get(portalId) ?? Promise.resolve();
+  const run = previous.then(work, work);
+  const tail = run.catch(() => {});
+  writeQueues.set(portalId, tail);
+  void tail.then(() => {
+    if (writeQueues.get(portalId) === tail) writeQueues.delete(portalId);
+  });
+  return run;
+}
+
+/** Cache figures of this process (the load spec reports the hit fraction). */
+export const bitrix24CacheStats = { hits: 0, misses: 0 };
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const RETRYABLE = new Set(['server', 'network', 'timeout', 'answer_lost']);
+const NOT_SENT = new Set(['network', 'timeout']);
+const MAX_TRIES = 3;
+
+type Retry = 'read' | 'idempotent' | 'never';
+
+interface Connection {
+  client: Bitrix24RestClient;
+  tokens: TokenManager | null;
+}
+
+/** A small TTL cache whose misses are loaded once; `clear()` also keeps loads that started before it from being stored. */
+class PortalCache {
+  private readonly values = new Map<string, { value: unknown; expires: number }>();
+  private readonly loading = new Map<string, Promise<unknown>>();
+  private generation = 0;
+
+  constructor(private readonly ttlMs: number) {}
+
+  peek<T>(key: string): T | undefined {
+    const entry = this.values.get(key);
+    if (entry && entry.expires > Date.now()) return entry.value as T;
+    return undefined;
+  }
+
+  async get<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const hit = this.peek<T>(key);
+    if (hit !== undefined) {
+      bitrix24CacheStats.hits++;
+      return hit;
+    }
+    const pending = this.loading.get(key);
+    if (pending) {
+      bitrix24CacheStats.hits++;
+      return pending as Promise<T>;
+    }
+    bitrix24CacheStats.misses++;
+    const generation = this.generation;
+    const promise = load().then(
+      (value) => {
+        if (this.generation === generation) {
+          this.loading.delete(key);
+          if (this.ttlMs > 0) this.values.set(key, { value, expires: Date.now() + this.ttlMs });
+        }
+        return value;
+      },
+      (error: unknown) => {
+        if (this.generation === generation) this.loading.delete(key);
+        throw error;
+      },
+    );
+    this.loading.set(key, promise);
+    return promise;
+  }
+
+  clear(): void {
+    this.generation++;
+    this.values.clear();
+    this.loading.clear();
+  }
+}
+
+export class Bitrix24Portal implements Portal {
+  readonly types: Bitrix24Types;
+  /** Set when this object learned that the refresh token died. */
+  needsAuthorization = false;
+
+  constructor(readonly record: PortalRecord, deps: Bitrix24PortalDeps) {
+    this.types = new Bitrix24Types(this, deps);
+  }
+
+  readiness(): Readiness {
+    if (!this.record.bitrix24) {
+      return { ready: false, message: 'The API key has no configured tokens', hint: 'The portal has no credentials: PATCH /v1/portals/:id with webhookUrl or oauth.' };
+    }
+    if (this.record.bitrix24.needsAuthorization || this.needsAuthorization) {
+      return {
+        ready: false,
+        message: "The portal's OAuth authorization has expired (its refresh token was refused)",
+        hint: 'Authorize the application on the portal again and store the new tokens: PATCH /v1/portals/:id with oauth {...}.',
+      };
+    }
+    return { ready: true };
+  }
+}
+
+export class Bitrix24Types implements SmartProcessTypes {
+  private readonly record: PortalRecord;
+  private readonly budget: PortalBudget;
+  private readonly cache: PortalCache;
+  private connection: Promise<Connection> | null = null;
+
+  constructor(private readonly portal: Bitrix24Portal, private readonly deps: Bitrix24PortalDeps) {
+    this.record = portal.record;
+    this.budget = deps.budgets.get(`portal:${this.record.id}`, this.record.bitrix24?.limits ?? DEFAULT_BUDGET_LIMITS);
+    this.cache = new PortalCache(deps.cacheTtlMs);
+  }
+
+  // ------------------------------------------------------------------ transport
+
+  private connect(): Promise<Connection> {
+    this.connection ??= (async () => {
+      const { store, box, redis } = this.deps;
+      const row = await store.read.bitrix24.get(this.record.id);
+      if (!row) throw new ApiError('TOKEN_MISSING', 'The API key has no configured tokens', { hint: 'PATCH /v1/portals/:id with webhookUrl or oauth.' });
+      let credential;
+      try {
+        credential = unseal(box(), this.record.id, row.sealed);
+      } catch {
+        throw new ApiError('TOKEN_MISSING', "The portal's credentials cannot be read with this server's secret key", { hint: 'Restore the secret key (SMARTPROC_SECRET_KEY or DATA_DIR/secret.key) the credentials were stored with, or PATCH /v1/portals/:id with new credentials.' });
+      }
+      const client = restClientOf(credential, { timeoutMs: this.deps.callTimeoutMs });
+      if (credential.type === 'webhook') return { client, tokens: null };
+      const credentials = new SealedCredentialStore(store, box(), this.record.id, () => {
+        this.portal.needsAuthorization = true;
+        void this.deps.bus.publish({ type: 'portal', id: this.record.id });
+      });
+      const tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `portal:${this.record.id}`, token: { tokenUrl: credential.tokenUrl } });
+      return { client, tokens };
+    })();
+    this.connection.catch(() => {
+      this.connection = null;
+    });
+    return this.connection;
+  }
+
+  /** One method call: token manager → budget → client; repeated per `retry` with back-off. */
+  private async call<T>(method: string, params: Record<string, unknown>, retry: Retry): Promise<CallResult<T>> {
+    const { client, tokens } = await this.connect();
+    const once = () => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }))) : this.budget.run(method, () => client.call<T>(method, params)));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await once();
+      } catch (error) {
+        if (error instanceof NeedsAuthorizationError) this.portal.needsAuthorization = true;
+        if (!(error instanceof Bitrix24Error) || attempt >= MAX_TRIES) throw error;
+        const again = retry === 'never' ? NOT_SENT.has(error.kind) : RETRYABLE.has(error.kind);
+        if (!again) throw error;
+        await sleep(150 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
+      }
+    }
+  }
+
+  private fail(error: unknown, context: { entityTypeId?: number; write?: boolean } = {}): unknown {
+    if (error instanceof NativeShapeError) {
+      return new ApiError('BITRIX_UNAVAILABLE', `The portal answered in an unexpected shape (${error.message})${context.write ? '; the write may or may not have happened' : ''}`, { hint: context.write ? 'Check the current state (GET) before retrying the write.' : 'Retry shortly.' });
+    }
+    return mapBitrix24Failure(error, context);
+  }
+
+  /** Drops this portal's cache here and, through the bus, on every instance. */
+  private async invalidate(): Promise<void> {
+    this.cache.clear();
+    await this.deps.bus.publish({ type: 'portal', id: this.record.id });
+  }
+
+  private get timeZone() {
+    return { timeZone: this.record.timeZone };
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /** Every type of the portal (light items), read through start/next. */
+  private allTypes(): Promise<TypeRecord[]> {
+    return this.cache.get('all', async () => {
+      const all: TypeRecord[] = [];
+      for (let start: number | undefined = 0; start !== undefined; ) {
+        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order: { id: 'ASC' }, start }, 'read');
+        all.push(...typesOfListResult(page.result).map((t) => fromNativeListItem(t, this.timeZone)));
+        start = typeof page.next === 'number' && page.next > start ? page.next : undefined;
+      }
+      return all;
+    });
+  }
+
+  async list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
+    try {
+      const plan = toNativeList(query);
+      if (plan.matchesNothing) return { records: [], total: 0 };
+      const all = this.cache.peek<TypeRecord[]>('all');
+      // The whole list at hand (or nothing to filter): answer from it, with the local store's semantics.
+      if (all || query.conditions.length === 0) return inMemory(all ?? (await this.allTypes()), query);
+      const key = `q:${JSON.stringify([plan.filter, plan.order, plan.readAll ? null : [query.offset, query.limit]])}`;
+      const answer = await this.cache.get(key, () => this.nativeList(plan, query));
+      return plan.readAll ? finishReadAll(answer.records, plan, query) : answer;
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  /** A filtered list through crm.type.list: the native filter and order, pages through start/next; readAll plans return every matching record. */
+  private async nativeList(plan: ReturnType<typeof toNativeList>, query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
+    const page = async (start: number) => {
+      const answer = await this.call<unknown>('crm.type.list', { order: plan.order, filter: plan.filter, start }, 'read');
+      return { records: typesOfListResult(answer.result).map((t) => fromNativeListItem(t, this.timeZone)), total: Number(answer.total ?? 0), next: answer.next };
+    };
+    if (plan.readAll) {
+      const all: TypeRecord[] = [];
+      for (let start: number | undefined = 0; start !== undefined; ) {
+        const p = await page(start);
+        all.push(...p.records);
+        start = typeof p.next === 'number' && p.next > start ? p.next : undefined;
+      }
+      return { records: all, total: all.length };
+    }
+    const { starts, skip } = planPages(query.offset, query.limit);
+    const records: TypeRecord[] = [];
+    let total = 0;
+    for (const [i, start] of starts.entries()) {
+      const p = await page(start);
+      if (i === 0) total = p.total;
+      records.push(...p.records);
+      if (p.next === undefined) break;
+    }
+    return { records: records.slice(skip, skip + query.limit), total };
+  }
+
+  private readCard(entityTypeId: number): Promise<TypeCard | null> {
+    return this.call<unknown>('crm.type.getByEntityTypeId', { entityTypeId }, 'read').then(
+      (answer) => fromNativeCard(typeOfResult(answer.result), this.timeZone),
+      (error: unknown) => {
+        if (error instanceof Bitrix24Error && error.kind === 'not_found') return null;
+        throw error;
+      },
+    );
+  }
+
+  async get(entityTypeId: number): Promise<TypeCard | null> {
+    try {
+      return await this.cache.get(`card:${entityTypeId}`, () => this.readCard(entityTypeId));
+    } catch (error) {
+      throw this.fail(error, { entityTypeId });
+    }
+  }
+
+  async has(entityTypeId: number): Promise<boolean> {
+    return (await this.get(entityTypeId)) !== null;
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  private portalTypeIds(all: TypeRecord[]): Set<number> {
+    return new Set(all.map((r) => r.entityTypeId));
+  }
+
+  private assertCodeFree(all: TypeRecord[], code: string | null, self: number | null): void {
+    if (code === null) return;
+    const holder = all.find((r) => r.code === code && r.entityTypeId !== self);
+    if (holder) {
+      throw new ApiError('BITRIX_ERROR', `code "${code}" is already used by the smart process with entityTypeId=${holder.entityTypeId} ("${holder.title}")`, {
+        details: [{ location: 'body.code', message: `already used by entityTypeId=${holder.entityTypeId}`, fix: 'choose another code, or clear it on the other type first' }],
+      });
+    }
+  }
+
+  create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
+    return serialized(this.record.id, () => this.createNow(draft, actor));
+  }
+
+  update(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
+    return serialized(this.record.id, () => this.updateNow(entityTypeId, patch, actor, options));
+  }
+
+  delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
+    return serialized(this.record.id, () => this.deleteNow(entityTypeId, options));
+  }
+
+  private async createNow(draft: TypeDraft, _actor: Actor): Promise<TypeCard> {
+    try {
+      const unwritable = unwritableFlagChanges(draft, null);
+      if (unwritable.length) throw unwritableFlagsError(unwritable);
+      // Rules checked before the call, against the portal's own types (fresh: a write must not trust the cache).
+      this.cache.clear();
+      const all = await this.allTypes();
+      if (draft.entityTypeId !== null) {
+        if (!isAllowedEntityTypeId(draft.entityTypeId)) {
+          throw new ApiError('BITRIX_ERROR', 'entityTypeId is out of allowed range', { hint: 'Use 128..191 or an even number ≥ 1030, or omit entityTypeId to have one allocated.', details: [{ location: 'body.entityTypeId', message: 'out of allowed range' }] });
+        }
+        if (all.some((r) => r.entityTypeId === draft.entityTypeId)) throw new ApiError('BITRIX_ERROR', `entityTypeId ${draft.entityTypeId} is already used`);
+      }
+      this.assertCodeFree(all, draft.code, null);
+      checkRelations(draft.relations, draft.flags, draft.entityTypeId ?? 0, this.portalTypeIds(all));
+
+      const started = Date.now();
+      let card: TypeCard;
+      try {
+        const answer = await this.call<unknown>('crm.type.add', { fields: toNativeAddFields(draft) }, 'never');
+        card = fromNativeCard(typeOfResult(answer.result), this.timeZone);
+      } catch (error) {
+        if (!(error instanceof Bitrix24Error && (error.kind === 'answer_lost' || error.kind === 'server'))) throw error;
+        card = await this.recoverAdd(draft, started, new Set(all.map((r) => r.id)), error);
+      } finally {
+        await this.invalidate();
+      }
+      const mismatches = compareRelations(draft.relations, card);
+      const fields = unkeptFields(expectedAfterAdd(draft), card);
+      if (mismatches.length || fields.length) throw notKeptError(mismatches, fields);
+      return card;
+    } catch (error) {
+      throw this.fail(error, { write: true });
+    }
+  }
+
+  /**
+   * crm.type.add may have happened though its answer was lost: never sent again blindly.
+   * The type is looked up (by the chosen entityTypeId, else a title/code match that was not
+   * there before the call and was created since it started) and answered from; else 502.
+   */
+  private async recoverAdd(draft: TypeDraft, started: number, before: Set<number>, cause: Bitrix24Error): Promise<TypeCard> {
+    const unknown = (extra: string) =>
+      new ApiError('BITRIX_UNAVAILABLE', `The portal did not answer crm.type.add (${String(cause.code)}); the type may or may not have been created${extra}`, {
+        hint: 'List the types (GET /v1/smart-processes) before creating it again.',
+      });
+    try {
+      this.cache.clear();
+      if (draft.entityTypeId !== null) {
+        const card = await this.readCard(draft.entityTypeId);
+        if (card && card.record.title === draft.title) return card;
+        throw unknown(': no type with that entityTypeId was found yet');
+      }
+      const since = Math.floor(started / 1000) - 60; // the portal's clock may differ from ours
+      const answer = await this.call<unknown>('crm.type.list', { order: { id: 'DESC' }, filter: { title: draft.title } }, 'read');
+      const candidates = typesOfListResult(answer.result)
+        .map((t) => fromNativeListItem(t, this.timeZone))
+        .filter((r) => r.title === draft.title && r.code === draft.code && !before.has(r.id) && r.createdTime >= since);
+      if (candidates.length !== 1) throw unknown(candidates.length ? `: ${candidates.length} matching types were found (entityTypeId ${candidates.map((c) => c.entityTypeId).join(', ')})` : ': none was found yet');
+      const card = await this.readCard(candidates[0].entityTypeId);
+      if (!card) throw unknown(': it disappeared while being read');
+      return card;
+    } catch (error) {
+      if (error instanceof ApiError) throw error;
+      throw unknown(': looking it up failed too');
+    }
+  }
+
+  private async updateNow(entityTypeId: number, patch: TypePatch, _actor: Actor, options: WriteOptions): Promise<TypeCard> {
+    try {
+      const current = await this.readCard(entityTypeId);
+      if (!current) throw typeNotFound(entityTypeId);
+      assertVersion(current, options);
+      const unwritable = unwritableFlagChanges(patch, current);
+      if (unwritable.length) throw unwritableFlagsError(unwritable);
+      if (patch.code !== undefined || patch.relations) {
+        const all = await this.allTypes();
+        if (patch.code !== undefined && patch.code !== current.record.code) this.assertCodeFree(all, patch.code, entityTypeId);
+        if (patch.relations) checkRelations(patch.relations, flagsAfterPatch(patch, current.record.flags), entityTypeId, this.portalTypeIds(all));
+      }
+      if (!patchChangesCard(patch, current)) return current;
+      let after: TypeCard;
+      try {
+        const answer = await this.call<unknown>('crm.type.update', { id: current.record.id, fields: toNativeUpdateFields(patch, current) }, 'idempotent');
+        after = fromNativeCard(typeOfResult(answer.result), this.timeZone);
+      } finally {
+        await this.invalidate();
+      }
+      const requested = relationsToSend(patch, current);
+      const mismatches = requested ? compareRelations(requested, after) : [];
+      const fields = unkeptFields(expectedAfterPatch(patch, current), after);
+      if (mismatches.length || fields.length) throw notKeptError(mismatches, fields);
+      return after;
+    } catch (error) {
+      throw this.fail(error, { entityTypeId, write: true });
+    }
+  }
+
+  private async deleteNow(entityTypeId: number, options: WriteOptions): Promise<void> {
+    try {
+      const current = await this.readCard(entityTypeId);
+      if (!current) throw typeNotFound(entityTypeId);
+      assertVersion(current, options);
+      try {
+        await this.call<unknown>('crm.type.delete', { id: current.record.id }, 'idempotent');
+      } catch (error) {
+        // A repeated delete whose first try was carried out: the type is gone, as asked.
+        if (!(error instanceof Bitrix24Error && error.kind === 'not_found')) throw error;
+      } finally {
+        await this.invalidate();
+      }
+    } catch (error) {
+      throw this.fail(error, { entityTypeId, write: true });
+    }
+  }
+}
+
+function inMemory(all: readonly TypeRecord[], query: ListQuery): { records: TypeRecord[]; total: number } {
+  const kept = query.conditions.length ? all.filter((r) => query.conditions.every((c) => matchesCondition(r, c))) : [...all];
+  kept.sort(compareRecords(query.sort.filter((k) => k.field !== 'isInitialized')));
+  return { records: kept.slice(query.offset, query.offset + query.limit), total: kept.length };
+}
+
+function assertVersion(current: TypeCard, options: WriteOptions): void {
+  const version = cardVersion(current);
+  if (options.ifMatch !== undefined && options.ifMatch !== version) {
+    throw new ApiError('PRECONDITION_FAILED', `The type has changed since version ${options.ifMatch}; it is now at version ${version}`, {
+      hint: 'GET the card again, re-apply your change and send it with the new ETag in If-Match.',
+    });
+  }
+}
+
