@@ -48,7 +48,7 @@ export class PortalsRepository extends Repository {
   private async withBitrix24(records: PortalRecord[]): Promise<PortalRecord[]> {
     const ids = records.filter((r) => r.kind === 'bitrix24').map((r) => r.id);
     if (!ids.length) return records;
-    const rows = await new Bitrix24PortalsRepository(this.db).getMany(ids);
+    const rows = await new Bitrix24PortalsRepository(this.db, this.runner).getMany(ids);
     for (const record of records) {
       const row = rows.get(record.id);
       if (row) record.bitrix24 = infoOf(row);
