@@ -6,7 +6,7 @@ import { stderrLog } from '../log-throttle.js';
 import { failureOf } from './driver-errors.js';
 import { repositoriesOn, type Store } from './store.js';
 import type { Database } from './tables.js';
-import { guardAgainstSelfWait, WriteBatch } from './write-batch.js';
+import { WriteBatch } from './write-batch.js';
 
 /**
  * The embedded default: one better-sqlite3 connection (WAL), writes through the
@@ -20,7 +20,7 @@ export function openSqlite(file: string): Store {
   database.pragma('foreign_keys = ON');
   database.pragma('busy_timeout = 5000');
   const cached = withStatementCache(database);
-  const db = new Kysely<Database>({ dialect: new GuardedSqliteDialect({ database: cached }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached }) });
   const dataVersion = database.prepare('PRAGMA data_version').pluck();
   const writes = new WriteBatch(db, {
     run<R>(query: { sql: string; parameters: readonly unknown[] }, parameters = query.parameters): R[] {
@@ -45,13 +45,6 @@ export function openSqlite(file: string): Store {
     log: stderrLog,
     close: () => db.destroy(),
   };
-}
-
-/** Kysely's SQLite dialect whose driver fails loudly where a batched write would wait for itself. */
-class GuardedSqliteDialect extends SqliteDialect {
-  override createDriver() {
-    return guardAgainstSelfWait(super.createDriver());
-  }
 }
 
 /**

@@ -1,5 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DatabaseConnection, Driver, Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from './tables.js';
 import type { Runner } from './repository.js';
 
@@ -18,63 +17,17 @@ interface Job {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
-/** A write of the batch while its `work` runs: whether it has settled. */
-interface RunningWrite {
-  settled: boolean;
-}
-
-/** The write whose `work` is running, seen from anything that work calls (see `guardAgainstSelfWait`). */
-const runningWrite = new AsyncLocalStorage<RunningWrite>();
-
-/** How long a write may wait for Kysely's connection while the batch it belongs to holds it. */
+/** How long one write's `work` may run inside the batch before it is taken for stuck. */
 export const SELF_WAIT_LIMIT_MS = 1000;
 
 export class BatchSelfWaitError extends Error {
   constructor() {
     super(
-      'A write in the SQLite write batch awaited a query outside the runner it was given: that query waits for the connection the batch holds, so the write would never finish. ' +
-        'Build statements with Kysely and run them through the write\'s runner (see write-batch.ts).',
+      `A write in the SQLite write batch did not finish within ${SELF_WAIT_LIMIT_MS} ms: it awaited something that waits for the batch itself ` +
+        '(a query outside the runner it was given, or another store.write). Build statements with Kysely and run them through the write\'s runner (see write-batch.ts).',
     );
     this.name = 'BatchSelfWaitError';
   }
-}
-
-/**
- * Kysely's SQLite driver, made to fail loudly instead of hanging: a query started from a
- * write's `work` waits for the connection the batch holds. If that write has not settled
- * within SELF_WAIT_LIMIT_MS, it is waiting for its own query (nothing else can keep a
- * write of a few synchronous statements running that long): the query fails with
- * BatchSelfWaitError, which fails that write alone (rolled back to its savepoint).
- * A query the write starts without awaiting it simply runs after the batch.
- */
-export function guardAgainstSelfWait(driver: Driver): Driver {
-  const acquire = driver.acquireConnection.bind(driver);
-  driver.acquireConnection = () => {
-    const write = runningWrite.getStore();
-    const acquired = acquire();
-    if (!write || write.settled) return acquired;
-    return new Promise<DatabaseConnection>((resolve, reject) => {
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        if (write.settled) return;
-        timedOut = true;
-        reject(new BatchSelfWaitError());
-      }, SELF_WAIT_LIMIT_MS);
-      acquired.then(
-        (connection) => {
-          clearTimeout(timer);
-          // Refused already: give the connection back, or the store would stay locked.
-          if (timedOut) void driver.releaseConnection(connection);
-          else resolve(connection);
-        },
-        (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
-  };
-  return driver;
 }
 
 /** Writes per transaction at most: a bound on how long one batch holds the connection. */
@@ -108,8 +61,12 @@ const ROLLBACK_TO = statement('rollback to write');
  * The statements run on the raw connection (no Kysely layers per statement) while the
  * batch holds Kysely's connection, so Kysely's own queries wait for the batch instead
  * of running inside its transaction. A write's `work` must use only the `run` it is
- * given; awaiting a Kysely query inside it would wait for the batch itself, so such a
- * query fails with BatchSelfWaitError after SELF_WAIT_LIMIT_MS (`guardAgainstSelfWait`).
+ * given; awaiting a Kysely query (or another `submit`) inside it would wait for the batch
+ * itself. A write is a few synchronous statements, so one still running after
+ * SELF_WAIT_LIMIT_MS is taken for that mistake: it fails with BatchSelfWaitError, is
+ * rolled back to its savepoint, its runner refuses any further statement, and the batch
+ * goes on — the store fails loudly instead of hanging. (One timer per batch, no
+ * per-request async hooks: AsyncLocalStorage made every request measurably slower.)
  */
 export class WriteBatch {
   /** Counts the batches' transactions: writes that see the same number share one transaction (and SQLite's write lock). */
@@ -149,20 +106,26 @@ export class WriteBatch {
   }
 
   private async runBatch(jobs: Job[]): Promise<void> {
-    const run: Runner = (query, parameters) => this.connection.run(query, parameters);
     // A lone write needs no savepoint: its failure rolls back the whole transaction.
     const alone = jobs.length === 1;
     const outcomes: Outcome[] = [];
+    const watchdog = new Watchdog();
     try {
       this.connection.run(BEGIN);
       this.transactionNumber++;
       for (const job of jobs) {
         if (!alone) this.connection.run(SAVEPOINT);
-        const write: RunningWrite = { settled: false };
+        const turn = watchdog.start();
+        const run: Runner = (query, parameters) => {
+          if (turn.stuck) throw new BatchSelfWaitError();
+          return this.connection.run(query, parameters);
+        };
         try {
-          outcomes.push({ ok: true, value: await runningWrite.run(write, () => job.work(run)).finally(() => (write.settled = true)) });
+          outcomes.push({ ok: true, value: await Promise.race([job.work(run), turn.abandoned]) });
+          watchdog.end();
           if (!alone) this.connection.run(RELEASE);
         } catch (error) {
+          watchdog.end();
           // SQLite may have ended the transaction itself (a full disk, for one): then the batch is lost.
           if (alone || !this.connection.inTransaction()) throw error;
           this.connection.run(ROLLBACK_TO);
@@ -172,6 +135,7 @@ export class WriteBatch {
       }
       this.connection.run(COMMIT);
     } catch (error) {
+      watchdog.end();
       if (this.connection.inTransaction()) this.connection.run(ROLLBACK);
       // Nothing of the batch is stored; a write that had failed on its own keeps its own error.
       jobs.forEach((job, i) => job.reject(outcomes[i] && !outcomes[i].ok ? (outcomes[i] as { error: unknown }).error : error));
@@ -188,5 +152,46 @@ export class WriteBatch {
       }
       job.resolve(outcome.value);
     });
+  }
+}
+
+/** One write's turn in the batch: `abandoned` rejects, and `stuck` turns true, if it runs past the limit. */
+interface Turn {
+  stuck: boolean;
+  abandoned: Promise<never>;
+}
+
+/** One timer per batch, re-armed for the write that is running, instead of a timer per write. */
+class Watchdog {
+  private timer: NodeJS.Timeout | null = null;
+  private current: { turn: Turn; startedAt: number; abandon: (error: Error) => void } | null = null;
+
+  start(): Turn {
+    let abandon!: (error: Error) => void;
+    const turn: Turn = { stuck: false, abandoned: new Promise<never>((_, reject) => (abandon = reject)) };
+    // Never left unhandled: Promise.race listens to it while the write runs.
+    turn.abandoned.catch(() => undefined);
+    this.current = { turn, startedAt: Date.now(), abandon };
+    this.timer ??= setTimeout(() => this.check(), SELF_WAIT_LIMIT_MS);
+    return turn;
+  }
+
+  end(): void {
+    this.current = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private check(): void {
+    this.timer = null;
+    const current = this.current;
+    if (!current) return;
+    const left = current.startedAt + SELF_WAIT_LIMIT_MS - Date.now();
+    if (left > 0) {
+      this.timer = setTimeout(() => this.check(), left);
+      return;
+    }
+    current.turn.stuck = true;
+    current.abandon(new BatchSelfWaitError());
   }
 }

@@ -165,6 +165,34 @@ describe('SQLite write batch (group commit)', () => {
     assert.deepEqual(await stored(), ['after=v', 'neighbour=v'], 'the store is not left locked');
   });
 
+  it('a write that awaits another write (which waits for this batch) fails loudly too, and the store goes on', async () => {
+    const outer = batch().submit(async (run) => {
+      await insert(run, 'outer', 'v');
+      await batch().submit(async (inner) => insert(inner, 'inner', 'v'));
+      return 'never';
+    });
+    await assert.rejects(outer, BatchSelfWaitError);
+    await batch().submit(async (run) => insert(run, 'after', 'v'));
+    assert.ok(!(await stored()).includes('outer=v'), 'the outer write was rolled back');
+    assert.ok((await stored()).includes('after=v'), 'the store is not left locked');
+  });
+
+  it('a write abandoned as stuck cannot run statements afterwards (nothing lands outside a transaction)', async () => {
+    let resumed: Promise<unknown> | null = null;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const stuck = batch().submit(async (run) => {
+      await gate;
+      resumed = Promise.resolve().then(() => insert(run, 'late', 'v'));
+      return resumed;
+    });
+    await assert.rejects(stuck, BatchSelfWaitError);
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await assert.rejects(resumed!, BatchSelfWaitError);
+    assert.ok(!(await stored()).includes('late=v'));
+  });
+
   it(`takes at most ${MAX_BATCH} writes per transaction and runs the rest in the next one`, async () => {
     const count = MAX_BATCH + 5;
     await Promise.all(Array.from({ length: count }, (_, i) => batch().submit(async (run) => insert(run, `k${String(i).padStart(3, '0')}`, 'v'))));

@@ -62,6 +62,8 @@ interface WriteScope {
   transactionNumber: number | null;
 }
 
+const READY: Readiness = { ready: true };
+
 /** An emulated Bitrix24 portal whose CRM data lives in smartproc's own store: always ready. */
 export class LocalPortal implements Portal {
   readonly types: LocalTypes;
@@ -71,7 +73,7 @@ export class LocalPortal implements Portal {
   }
 
   readiness(): Readiness {
-    return { ready: true };
+    return READY;
   }
 }
 
