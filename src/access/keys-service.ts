@@ -1,5 +1,5 @@
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import type { Store, StoreTransaction } from '../store/store.js';
+import type { KeysRepository, Store, StoreTransaction } from '../store/store.js';
 import type { InvalidationBus } from './invalidation.js';
 import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems } from './key-model.js';
 import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX } from './tokens.js';
@@ -126,31 +126,56 @@ export class KeysService {
   }
 
   async update(id: string, changes: KeyChanges, actor: ActingKey, now = Date.now()): Promise<KeyRecord> {
-    const current = await this.get(id);
-    const problems: ErrorDetail[] = [];
-    if (changes.scopes) problems.push(...scopeProblems(current.kind, changes.scopes));
-    if (changes.allowedIps) problems.push(...allowedIpProblems(changes.allowedIps));
-    const expiresAt = parseExpiry(changes.expiresAt, problems, now);
-    if (changes.userId !== undefined && current.kind !== 'personal') problems.push({ location: 'body.userId', message: 'only personal keys act as a fixed user' });
-    if (changes.userId === null) problems.push({ location: 'body.userId', message: 'a personal key needs a user id' });
-    if (problems.length) throw validationError(problems);
-    const next: KeyRecord = {
-      ...current,
-      name: changes.name?.trim() || current.name,
-      scopes: changes.scopes ? [...new Set(changes.scopes)] : current.scopes,
-      accessMode: changes.accessMode ?? current.accessMode,
-      expiresAt: expiresAt === undefined ? current.expiresAt : expiresAt,
-      requestsPerSecond: changes.requestsPerSecond === undefined ? current.requestsPerSecond : changes.requestsPerSecond,
-      allowedIps: changes.allowedIps ?? current.allowedIps,
-      userId: changes.userId === undefined ? current.userId : changes.userId,
-      updatedAt: now,
-    };
-    this.assertNoEscalation(actor, next.scopes);
-    if (actor && actor.id === current.id) this.assertNotWidened(current, next, 'A key cannot widen its own rights');
-    else if (actor && next.kind === 'management') this.assertNotWidened(actor, next, 'A management key cannot give another one more rights than its own');
-    if (!(await this.store.write(({ repos }) => repos.keys.update(next)))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    // Read, checked and written in one write (the row locked on PostgreSQL): a concurrent
+    // change, a revocation say, is never overwritten by a row read before it.
+    const next = await this.store.write(async ({ repos }) => {
+      const current = await this.lockedKey(repos.keys, id);
+      this.assertMayActOn(actor, current);
+      const problems: ErrorDetail[] = [];
+      if (changes.scopes) problems.push(...scopeProblems(current.kind, changes.scopes));
+      if (changes.allowedIps) problems.push(...allowedIpProblems(changes.allowedIps));
+      const expiresAt = parseExpiry(changes.expiresAt, problems, now);
+      if (changes.userId !== undefined && current.kind !== 'personal') problems.push({ location: 'body.userId', message: 'only personal keys act as a fixed user' });
+      if (changes.userId === null) problems.push({ location: 'body.userId', message: 'a personal key needs a user id' });
+      if (problems.length) throw validationError(problems);
+      const changed: KeyRecord = {
+        ...current,
+        name: changes.name?.trim() || current.name,
+        scopes: changes.scopes ? [...new Set(changes.scopes)] : current.scopes,
+        accessMode: changes.accessMode ?? current.accessMode,
+        expiresAt: expiresAt === undefined ? current.expiresAt : expiresAt,
+        requestsPerSecond: changes.requestsPerSecond === undefined ? current.requestsPerSecond : changes.requestsPerSecond,
+        allowedIps: changes.allowedIps ?? current.allowedIps,
+        userId: changes.userId === undefined ? current.userId : changes.userId,
+        updatedAt: now,
+      };
+      this.assertNoEscalation(actor, changed.scopes);
+      if (actor && actor.id === current.id) this.assertNotWidened(current, changed, 'A key cannot widen its own rights');
+      else if (actor && changed.kind === 'management') this.assertNotWidened(actor, changed, 'A management key cannot give another one more rights than its own');
+      await repos.keys.update(changed);
+      return changed;
+    });
     await this.bus.publish({ type: 'key', id });
     return next;
+  }
+
+  /** The key as it is now, locked for the write on stores with row locks; 404 when there is none. */
+  private async lockedKey(keys: KeysRepository, id: string): Promise<KeyRecord> {
+    const current = await keys.get(id, { forUpdate: true });
+    if (!current) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    return current;
+  }
+
+  /**
+   * "No action on a key with more rights than yours": another key may be changed, rotated
+   * or deleted only by a key that holds every management scope it holds and, for a
+   * management key, is not more limited than it (a key may always act on itself, within
+   * the rules for itself).
+   */
+  private assertMayActOn(actor: ActingKey, current: KeyRecord): void {
+    if (!actor || actor.id === current.id) return;
+    this.assertNoEscalation(actor, current.scopes, 'params.id');
+    if (current.kind === 'management') this.assertNotWidened(actor, current, 'A management key cannot act on one with more rights than its own', 'params.id');
   }
 
   /**
@@ -174,12 +199,10 @@ export class KeysService {
 
   /** The same rule as for changes: no key deletes one with more rights than its own (itself excepted). */
   async delete(id: string, actor: ActingKey = null): Promise<void> {
-    if (actor && actor.id !== id) {
-      const current = await this.get(id);
-      this.assertNoEscalation(actor, current.scopes, 'params.id');
-      if (current.kind === 'management') this.assertNotWidened(actor, current, 'A management key cannot delete one with more rights than its own', 'params.id');
-    }
-    if (!(await this.store.write(({ repos }) => repos.keys.delete(id)))) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    await this.store.write(async ({ repos }) => {
+      this.assertMayActOn(actor, await this.lockedKey(repos.keys, id));
+      await repos.keys.delete(id);
+    });
     await this.bus.publish({ type: 'key', id });
   }
 
@@ -188,24 +211,21 @@ export class KeysService {
    * The caller receives the secret, so it must hold every management scope of the key.
    */
   async rotate(id: string, gracePeriodSeconds: number, actor: ActingKey = null, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
-    const current = await this.get(id);
-    this.assertNoEscalation(actor, current.scopes, 'params.id');
-    const secret = newKeySecret(current.kind);
-    const hash = hashSecret(secret);
-    const display = displayParts(secret, KEY_PREFIX[current.kind]);
-    const key: KeyRecord = { ...current, keyPrefix: display.prefix, keySuffix: display.suffix, updatedAt: now };
     const previousSecretExpiresAt = now + gracePeriodSeconds * 1000;
-    const rotated = await this.write(
-      async ({ repos }) => {
-        await repos.keys.addSecret(id, hash, null, now);
-        await repos.keys.expireOtherSecrets(id, hash, previousSecretExpiresAt);
-        return repos.keys.update(key);
-      },
-      { location: 'params.id', message: `key ${id} was deleted meanwhile` },
-    );
-    if (!rotated) throw new ApiError('ENTITY_NOT_FOUND', `Key ${id} not found`);
+    const rotated = await this.store.write(async ({ repos }) => {
+      const current = await this.lockedKey(repos.keys, id);
+      this.assertMayActOn(actor, current);
+      const secret = newKeySecret(current.kind);
+      const hash = hashSecret(secret);
+      const display = displayParts(secret, KEY_PREFIX[current.kind]);
+      const key: KeyRecord = { ...current, keyPrefix: display.prefix, keySuffix: display.suffix, updatedAt: now };
+      await repos.keys.addSecret(id, hash, null, now);
+      await repos.keys.expireOtherSecrets(id, hash, previousSecretExpiresAt);
+      await repos.keys.update(key);
+      return { key, secret };
+    });
     await this.bus.publish({ type: 'key', id });
-    return { key, secret, previousSecretExpiresAt };
+    return { ...rotated, previousSecretExpiresAt };
   }
 
   async mintSession(input: { keyId: string; userId: number }, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {

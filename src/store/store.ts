@@ -78,7 +78,7 @@ export function repositoriesOn(db: Db, dialect: Dialect, runner?: Runner): Repos
   return {
     types: new TypesRepository(db, dialect, runner),
     portals: new PortalsRepository(db, runner),
-    keys: new KeysRepository(db, runner),
+    keys: new KeysRepository(db, dialect, runner),
     settings: new SettingsRepository(db, runner),
     bitrix24: new Bitrix24PortalsRepository(db, runner),
   };

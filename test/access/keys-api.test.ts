@@ -357,6 +357,25 @@ describe('/v1/keys', () => {
       assert.equal((await as(self.secret, 'DELETE', `/v1/keys/${self.id}`)).statusCode, 204, 'a key may delete itself');
     });
 
+    it('nor narrow, disable or rotate a key with more rights than its own: the key as it is now is checked, not only as it would be', async () => {
+      const stronger = await create({ kind: 'management', scopes: ['vibe:mgmt:keys', 'vibe:mgmt:portals'] });
+      for (const [target, body] of [
+        [stronger.id, { scopes: ['vibe:mgmt:keys'] }],
+        [t.managementKey.record.id, { accessMode: 'READONLY' }],
+        [t.managementKey.record.id, { allowedIps: ['10.0.0.1'], expiresAt: new Date(Date.now() + 60_000).toISOString() }],
+      ] as const) {
+        const before = await mgmt(t, 'GET', `/v1/keys/${target}`);
+        expectError(await as(keysOnly.secret, 'PATCH', `/v1/keys/${target}`, body), 403, 'MANAGEMENT_SCOPE_REQUIRED');
+        assert.equal((await mgmt(t, 'GET', `/v1/keys/${target}`)).body, before.body, 'unchanged');
+      }
+      // Every management scope, but limited: it may not take the secret of an unlimited key by rotating it.
+      const limited = await create({ kind: 'management', scopes: ['vibe:mgmt:keys', 'vibe:mgmt:portals'], requestsPerSecond: 5, allowedIps: ['127.0.0.1'], expiresAt: new Date(Date.now() + 3600_000).toISOString() });
+      const rotated = await as(limited.secret, 'POST', `/v1/keys/${t.managementKey.record.id}/rotate`, {});
+      expectError(rotated, 403, 'MANAGEMENT_SCOPE_REQUIRED');
+      assert.doesNotMatch(rotated.body, /vibe_live_/);
+      assert.equal((await as(t.managementKey.secret, 'GET', '/v1/keys')).statusCode, 200, "the stronger key's secret still works");
+    });
+
     it('a key may narrow its own rights but not widen its limits, expiry, allowed addresses or access mode', async () => {
       const self = await create({
         kind: 'management', scopes: ['vibe:mgmt:keys', 'vibe:mgmt:portals'], requestsPerSecond: 50, allowedIps: ['10.0.0.0/8'], expiresAt: new Date(Date.now() + 3600_000).toISOString(),
@@ -411,6 +430,20 @@ describe('/v1/keys', () => {
       assert.equal(res.statusCode, 200, res.body);
       assert.equal(json(res).data.requestsPerSecond, null);
     });
+  });
+
+  it('a change racing a rotation is never undone by it (each reads and writes the key in one write)', async () => {
+    for (let round = 0; round < 10; round++) {
+      const target = await create({ kind: 'management', scopes: ['vibe:mgmt:keys', 'vibe:mgmt:portals'] });
+      const [narrowed, rotated] = await Promise.all([
+        mgmt(t, 'PATCH', `/v1/keys/${target.id}`, { scopes: ['vibe:mgmt:keys'], accessMode: 'READONLY' }),
+        mgmt(t, 'POST', `/v1/keys/${target.id}/rotate`, {}),
+      ]);
+      assert.deepEqual([narrowed.statusCode, rotated.statusCode], [200, 200]);
+      secrets.push(json(rotated).data.secret);
+      const stored = json(await mgmt(t, 'GET', `/v1/keys/${target.id}`)).data;
+      assert.deepEqual([stored.scopes, stored.accessMode], [['vibe:mgmt:keys'], 'READONLY'], `round ${round}: the narrowing stands`);
+    }
   });
 
   it('stores a key secret as its SHA-256 hash', async () => {

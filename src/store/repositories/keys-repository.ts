@@ -1,6 +1,6 @@
 import type { AccessMode, KeyKind, KeyRecord, SessionRecord } from '../../domain/records.js';
-import { Repository } from '../repository.js';
-import type { ApiKeysTable, SessionsTable } from '../tables.js';
+import { Repository, type Runner } from '../repository.js';
+import type { ApiKeysTable, Db, Dialect, SessionsTable } from '../tables.js';
 
 function toKey(row: ApiKeysTable): KeyRecord {
   return {
@@ -43,6 +43,10 @@ function toRow(key: KeyRecord): ApiKeysTable {
 }
 
 export class KeysRepository extends Repository {
+  constructor(db: Db, private readonly dialect: Dialect, runner?: Runner) {
+    super(db, runner);
+  }
+
   async insert(key: KeyRecord, secretHash: string): Promise<void> {
     await this.rows(this.db.insertInto('api_keys').values(toRow(key)));
     await this.addSecret(key.id, secretHash, null, key.createdAt);
@@ -79,8 +83,10 @@ export class KeysRepository extends Repository {
     return { key: toKey(key), secretExpiresAt: secret_expires_at === null ? null : Number(secret_expires_at) };
   }
 
-  async get(id: string): Promise<KeyRecord | null> {
-    const [row] = await this.rows<ApiKeysTable>(this.db.selectFrom('api_keys').selectAll().where('id', '=', id));
+  /** `forUpdate`: locked for the rest of the write on PostgreSQL (SQLite's writes run one at a time already). */
+  async get(id: string, options: { forUpdate?: boolean } = {}): Promise<KeyRecord | null> {
+    const query = this.db.selectFrom('api_keys').selectAll().where('id', '=', id);
+    const [row] = await this.rows<ApiKeysTable>(options.forUpdate && this.dialect === 'postgres' ? query.forUpdate() : query);
     return row ? toKey(row) : null;
   }
 
