@@ -14,6 +14,10 @@ export const INT32_MAX = 2_147_483_647;
 export const MAX_JSON_DEPTH = 32;
 /** Values in one filter: each item of every $in list counts, and each plain value. */
 export const MAX_FILTER_VALUES = 1000;
+/** Characters of one text filter value (stored titles and codes are at most 255; SQLite's LIKE takes patterns up to 50,000 bytes). */
+export const MAX_TEXT_FILTER_LENGTH = 1000;
+/** Entries on one side of `relations` in a request (each is one statement parameter on SQLite, which takes 32,766). */
+export const MAX_RELATIONS_PER_SIDE = 1000;
 /** Sort keys of one list request: `sort` and `order` together. */
 export const MAX_SORT_KEYS = 10;
 /** Entries of `details` in one error answer; the rest is summed up in a last entry. */

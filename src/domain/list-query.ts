@@ -1,5 +1,5 @@
 import { ApiError, type ErrorDetail } from '../errors.js';
-import { INT32_MAX, INT32_MIN, int32RangeMessage, isInt32, MAX_FILTER_VALUES, MAX_SORT_KEYS, textProblem } from './input-rules.js';
+import { INT32_MAX, INT32_MIN, int32RangeMessage, isInt32, MAX_FILTER_VALUES, MAX_SORT_KEYS, MAX_TEXT_FILTER_LENGTH, textProblem } from './input-rules.js';
 import { closestName } from './suggest.js';
 import { parseTime } from './time.js';
 import type { FieldSpec, FieldTable } from './field-table.js';
@@ -297,6 +297,10 @@ function convertValue(field: FieldSpec, raw: unknown, source: Source, location: 
     }
     default: {
       if (typeof raw === 'string') {
+        if (raw.length > MAX_TEXT_FILTER_LENGTH) {
+          problems.add(location, `${field.name}: a text filter value takes at most ${MAX_TEXT_FILTER_LENGTH} characters (got ${raw.length})`, 'titles and codes are at most 255 characters: a longer value cannot match');
+          return undefined;
+        }
         const problem = textProblem(raw);
         if (!problem) return raw;
         problems.add(location, `${field.name} ${problem}`);

@@ -426,4 +426,14 @@ describe('hostile input on the wire: every answer of a listening server is in th
     const ok = await fetch(`http://127.0.0.1:${port}/v1/me`, { headers: { 'X-Api-Key': k } });
     assert.equal(ok.status, 200);
   });
+  it('a relations side over 1000 entries, or a text filter value over 1000 characters, is a 400 naming the limit (not a 500 on SQLite)', async () => {
+    await t.call('POST', '/v1/smart-processes', { title: 'Many parents', entityTypeId: 1900 });
+    const entries = Array.from({ length: 34_000 }, (_, i) => ({ entityTypeId: 2000 + 2 * i }));
+    const patch = expectError(await t.call('PATCH', '/v1/smart-processes/1900', { relations: { parent: entries } }), 400, 'VALIDATION_ERROR');
+    assert.match(JSON.stringify(patch.details), /1000/);
+    expectError(await t.call('POST', '/v1/smart-processes', { title: 'x', relations: { child: entries } }), 400, 'VALIDATION_ERROR');
+    const long = expectError(await t.call('POST', '/v1/smart-processes/search', { filter: { title: { $contains: 'a'.repeat(50_001) } } }), 400, 'VALIDATION_ERROR');
+    assert.match(long.message, /1000 characters/);
+    expectError(await t.call('GET', `/v1/smart-processes?filter[%25title]=${'%25'.repeat(1001)}`), 400, 'VALIDATION_ERROR');
+  });
 });

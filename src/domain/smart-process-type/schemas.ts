@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { Int32, Nullable } from '../input-rules.js';
+import { Int32, MAX_RELATIONS_PER_SIDE, Nullable } from '../input-rules.js';
 import { FIELD_TYPES, type FieldSpec, type FieldType } from '../field-table.js';
 import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS } from './fields.js';
 
@@ -42,8 +42,8 @@ export type RelationInput = Static<typeof RelationInputSchema>;
 
 export const RelationsInputSchema = Type.Object(
   {
-    parent: Type.Optional(Type.Array(RelationInputSchema, { description: 'replaces the non-predefined parent edges' })),
-    child: Type.Optional(Type.Array(RelationInputSchema, { description: 'replaces the non-predefined child edges' })),
+    parent: Type.Optional(Type.Array(RelationInputSchema, { maxItems: MAX_RELATIONS_PER_SIDE, description: `replaces the non-predefined parent edges (at most ${MAX_RELATIONS_PER_SIDE})` })),
+    child: Type.Optional(Type.Array(RelationInputSchema, { maxItems: MAX_RELATIONS_PER_SIDE, description: `replaces the non-predefined child edges (at most ${MAX_RELATIONS_PER_SIDE})` })),
   },
   { additionalProperties: false },
 );
