@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Store } from '../store/store.js';
 import type { KeysService } from './keys-service.js';
 import { DEFAULT_PORTAL_SCOPES, MANAGEMENT_SCOPES } from './key-model.js';
-import { displayParts, KEY_PREFIX, kindOfKey, newId } from './tokens.js';
+import { displayParts, hashSecret, KEY_PREFIX, kindOfKey, newId } from './tokens.js';
+import type { KeyRecord } from '../domain/records.js';
 
 export interface BootstrapResult {
   file: string;
@@ -30,37 +31,46 @@ export function checkBootstrapManagementKey(value: string | null): void {
  */
 export async function bootstrapIfEmpty(store: Store, keys: KeysService, options: { dataDir: string; managementKey: string | null }): Promise<BootstrapResult | null> {
   checkBootstrapManagementKey(options.managementKey);
-  if (!(await store.write(({ repos }) => repos.settings.claim('bootstrapped_at', new Date().toISOString())))) return null;
-  if ((await store.read.portals.count()) > 0) return null;
-
-  const portal = await store.write(({ repos }) => repos.portals.create({ kind: 'local', name: 'Local portal', timeZone: 'UTC' }));
-  let managementKey: string;
-  if (options.managementKey) {
-    managementKey = options.managementKey;
-    const display = displayParts(managementKey, KEY_PREFIX.management);
-    const now = Date.now();
-    await keys.insertWithSecret(
-      {
-        id: newId('key'), kind: 'management', portalId: null, name: 'Bootstrap management key', keyPrefix: display.prefix, keySuffix: display.suffix,
-        scopes: [...MANAGEMENT_SCOPES], accessMode: 'READWRITE', expiresAt: null, requestsPerSecond: null, allowedIps: [], userId: null,
-        createdByKeyId: null, createdAt: now, updatedAt: now,
-      },
-      managementKey,
-    );
-  } else {
-    managementKey = (await keys.create({ kind: 'management', name: 'Bootstrap management key', scopes: [...MANAGEMENT_SCOPES], requestsPerSecond: null }, null)).secret;
-  }
-  const personal = await keys.create({ kind: 'personal', portalId: portal.id, name: 'Bootstrap personal key', scopes: DEFAULT_PORTAL_SCOPES, userId: 1 }, null);
-
+  const always = async () => true;
+  const now = Date.now();
   fs.mkdirSync(options.dataDir, { recursive: true });
   const file = path.join(options.dataDir, 'bootstrap-keys.json');
-  const content = {
-    note: 'Created on first start. Keep this file secret; smartproc stores only hashes of these keys.',
-    portal: { id: portal.id, domain: portal.domain, timeZone: portal.timeZone },
-    managementKey,
-    personalKey: personal.secret,
-  };
-  fs.writeFileSync(file, JSON.stringify(content, null, 2) + '\n', { mode: 0o600 });
-  fs.chmodSync(file, 0o600);
+  // One write: the claim, the portal, both keys, and the file with their secrets. If any
+  // part fails nothing is stored and the next start tries again; when it commits, the
+  // file is already there.
+  const created = await store.write(async ({ repos }) => {
+    if (!(await repos.settings.claim('bootstrapped_at', new Date(now).toISOString()))) return null;
+    if ((await repos.portals.count()) > 0) return null;
+    const portal = await repos.portals.create({ kind: 'local', name: 'Local portal', timeZone: 'UTC' });
+    let management: { key: KeyRecord; secret: string };
+    if (options.managementKey) {
+      const display = displayParts(options.managementKey, KEY_PREFIX.management);
+      management = {
+        secret: options.managementKey,
+        key: {
+          id: newId('key'), kind: 'management', portalId: null, name: 'Bootstrap management key', keyPrefix: display.prefix, keySuffix: display.suffix,
+          scopes: [...MANAGEMENT_SCOPES], accessMode: 'READWRITE', expiresAt: null, requestsPerSecond: null, allowedIps: [], userId: null,
+          createdByKeyId: null, createdAt: now, updatedAt: now,
+        },
+      };
+    } else {
+      management = await keys.prepare({ kind: 'management', name: 'Bootstrap management key', scopes: [...MANAGEMENT_SCOPES], requestsPerSecond: null }, null, now, always);
+    }
+    const personal = await keys.prepare({ kind: 'personal', portalId: portal.id, name: 'Bootstrap personal key', scopes: DEFAULT_PORTAL_SCOPES, userId: 1 }, null, now, always);
+    await repos.keys.insert(management.key, hashSecret(management.secret));
+    await repos.keys.insert(personal.key, hashSecret(personal.secret));
+    const content = {
+      note: 'Created on first start. Keep this file secret; smartproc stores only hashes of these keys.',
+      portal: { id: portal.id, domain: portal.domain, timeZone: portal.timeZone },
+      managementKey: management.secret,
+      personalKey: personal.secret,
+    };
+    fs.writeFileSync(file, JSON.stringify(content, null, 2) + '\n', { mode: 0o600 });
+    fs.chmodSync(file, 0o600);
+    return { portal, managementKey: management.secret, personalKey: personal.secret };
+  });
+  if (!created) return null;
+  const { portal, managementKey } = created;
+  const personal = { secret: created.personalKey };
   return { file, portalId: portal.id, managementKey, personalKey: personal.secret };
 }

@@ -77,6 +77,13 @@ export class KeysService {
   }
 
   async create(input: KeyInput, actor: ActingKey, now = Date.now()): Promise<{ key: KeyRecord; secret: string }> {
+    const { key, secret } = await this.prepare(input, actor, now, async (id) => (await this.store.read.portals.get(id)) !== null);
+    await this.write(({ repos }) => repos.keys.insert(key, hashSecret(secret)), { location: 'body.portalId', message: `portal ${key.portalId} was deleted meanwhile` });
+    return { key, secret };
+  }
+
+  /** A new key and its secret, validated and checked against the acting key, not yet stored (the first start stores it in its own write). */
+  async prepare(input: KeyInput, actor: ActingKey, now: number, portalExists: (id: number) => Promise<boolean>): Promise<{ key: KeyRecord; secret: string }> {
     const kind = input.kind ?? 'personal';
     const problems: ErrorDetail[] = [];
     let portalId: number | null = null;
@@ -84,7 +91,7 @@ export class KeysService {
       if (input.portalId !== undefined && input.portalId !== null) problems.push({ location: 'body.portalId', message: 'management keys belong to no portal', fix: 'leave portalId out' });
     } else if (input.portalId === undefined || input.portalId === null) {
       problems.push({ location: 'body.portalId', message: `a ${kind} key needs the portal it belongs to`, fix: 'list portals: GET /v1/portals' });
-    } else if (!(await this.store.read.portals.get(input.portalId))) {
+    } else if (!(await portalExists(input.portalId))) {
       problems.push({ location: 'body.portalId', message: `no portal with id ${input.portalId}`, fix: 'list portals: GET /v1/portals' });
     } else portalId = input.portalId;
 
@@ -116,13 +123,7 @@ export class KeysService {
       updatedAt: now,
     };
     if (actor && kind === 'management') this.assertNotWidened(actor, key, 'A management key cannot create one with more rights than its own');
-    await this.write(({ repos }) => repos.keys.insert(key, hashSecret(secret)), { location: 'body.portalId', message: `portal ${portalId} was deleted meanwhile` });
     return { key, secret };
-  }
-
-  /** Inserts a key with a secret the operator chose (first start with SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY). */
-  async insertWithSecret(key: KeyRecord, secret: string): Promise<void> {
-    await this.store.write(({ repos }) => repos.keys.insert(key, hashSecret(secret)));
   }
 
   async update(id: string, changes: KeyChanges, actor: ActingKey, now = Date.now()): Promise<KeyRecord> {

@@ -65,4 +65,22 @@ describe('first start on an empty store', run, () => {
       });
     }
   });
+  it('a first start that fails half-way stores nothing, and the next start does it all', async () => {
+    const dataDir = tempDir();
+    // The keys file cannot be written (a folder stands in its place): the first start must fail whole.
+    fs.mkdirSync(path.join(dataDir, 'bootstrap-keys.json'));
+    await assert.rejects(startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0' }) }, { logger: false }));
+    fs.rmdirSync(path.join(dataDir, 'bootstrap-keys.json'));
+    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0' }) }, { logger: false });
+    try {
+      assert.ok(server.bootstrap, 'the second start bootstraps');
+      const saved = JSON.parse(fs.readFileSync(path.join(dataDir, 'bootstrap-keys.json'), 'utf8'));
+      const me = await fetch(`${server.url}/v1/me`, { headers: { 'X-Api-Key': saved.personalKey } });
+      assert.equal(me.status, 200);
+      const portals = await fetch(`${server.url}/v1/portals`, { headers: { 'X-Api-Key': saved.managementKey } });
+      assert.equal(((await portals.json()) as { data: unknown[] }).data.length, 1, 'one portal, not one per try');
+    } finally {
+      await server.app.close();
+    }
+  });
 });
