@@ -49,10 +49,14 @@ const BY_CODE = new Map<string, StoreFailure>([
 /** pg reports a lost or unusable connection by message only. */
 const UNAVAILABLE_MESSAGE = /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|is not queryable/i;
 
+/** better-sqlite3 reports SQLite's extended codes (SQLITE_IOERR_WRITE, SQLITE_BUSY_SNAPSHOT, ...): the primary code decides. */
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL)(_|$)/;
+
 export function failureOf(error: unknown): StoreFailure | null {
   if (typeof error !== 'object' || error === null) return null;
   const { code, message } = error as { code?: unknown; message?: unknown };
   const known = typeof code === 'string' ? BY_CODE.get(code) : undefined;
   if (known) return known;
+  if (typeof code === 'string' && SQLITE_UNAVAILABLE.test(code)) return 'unavailable';
   return typeof message === 'string' && UNAVAILABLE_MESSAGE.test(message) ? 'unavailable' : null;
 }

@@ -74,14 +74,35 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** Repositories bound to a connection or a write's runner, each made when first used (a PATCH needs one of five). */
+class BoundRepositories implements Repositories {
+  private typesRepository?: TypesRepository;
+  private portalsRepository?: PortalsRepository;
+  private keysRepository?: KeysRepository;
+  private settingsRepository?: SettingsRepository;
+  private bitrix24Repository?: Bitrix24PortalsRepository;
+
+  constructor(private readonly db: Db, private readonly dialect: Dialect, private readonly runner?: Runner) {}
+
+  get types() {
+    return (this.typesRepository ??= new TypesRepository(this.db, this.dialect, this.runner));
+  }
+  get portals() {
+    return (this.portalsRepository ??= new PortalsRepository(this.db, this.runner));
+  }
+  get keys() {
+    return (this.keysRepository ??= new KeysRepository(this.db, this.dialect, this.runner));
+  }
+  get settings() {
+    return (this.settingsRepository ??= new SettingsRepository(this.db, this.runner));
+  }
+  get bitrix24() {
+    return (this.bitrix24Repository ??= new Bitrix24PortalsRepository(this.db, this.runner));
+  }
+}
+
 export function repositoriesOn(db: Db, dialect: Dialect, runner?: Runner): Repositories {
-  return {
-    types: new TypesRepository(db, dialect, runner),
-    portals: new PortalsRepository(db, runner),
-    keys: new KeysRepository(db, dialect, runner),
-    settings: new SettingsRepository(db, runner),
-    bitrix24: new Bitrix24PortalsRepository(db, runner),
-  };
+  return new BoundRepositories(db, dialect, runner);
 }
 
 export interface StoreOptions {

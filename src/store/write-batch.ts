@@ -133,9 +133,10 @@ export class WriteBatch {
           outcomes.push({ ok: false, error });
         }
       }
+      watchdog.finish();
       this.connection.run(COMMIT);
     } catch (error) {
-      watchdog.end();
+      watchdog.finish();
       if (this.connection.inTransaction()) this.connection.run(ROLLBACK);
       // Nothing of the batch is stored; a write that had failed on its own keeps its own error.
       jobs.forEach((job, i) => job.reject(outcomes[i] && !outcomes[i].ok ? (outcomes[i] as { error: unknown }).error : error));
@@ -155,28 +156,47 @@ export class WriteBatch {
   }
 }
 
-/** One write's turn in the batch: `abandoned` rejects, and `stuck` turns true, if it runs past the limit. */
+/** One write's turn in the batch: `stuck` turns true, and `abandoned` rejects, if it runs past the limit. */
 interface Turn {
   stuck: boolean;
   abandoned: Promise<never>;
 }
 
-/** One timer per batch, re-armed for the write that is running, instead of a timer per write. */
+/**
+ * One timer per batch, re-armed for the write that is running, and one `abandoned`
+ * promise shared by the writes of a batch until one is abandoned (then a new one): the
+ * common path adds a flag and a Promise.race per write, nothing per request.
+ */
 class Watchdog {
   private timer: NodeJS.Timeout | null = null;
-  private current: { turn: Turn; startedAt: number; abandon: (error: Error) => void } | null = null;
+  private current: { turn: Turn; startedAt: number } | null = null;
+  private abandoned!: Promise<never>;
+  private abandon!: (error: Error) => void;
+
+  constructor() {
+    this.arm();
+  }
+
+  private arm(): void {
+    this.abandoned = new Promise<never>((_, reject) => (this.abandon = reject));
+    // Never left unhandled: Promise.race listens to it while a write runs.
+    this.abandoned.catch(() => undefined);
+  }
 
   start(): Turn {
-    let abandon!: (error: Error) => void;
-    const turn: Turn = { stuck: false, abandoned: new Promise<never>((_, reject) => (abandon = reject)) };
-    // Never left unhandled: Promise.race listens to it while the write runs.
-    turn.abandoned.catch(() => undefined);
-    this.current = { turn, startedAt: Date.now(), abandon };
+    const turn: Turn = { stuck: false, abandoned: this.abandoned };
+    this.current = { turn, startedAt: Date.now() };
     this.timer ??= setTimeout(() => this.check(), SELF_WAIT_LIMIT_MS);
     return turn;
   }
 
+  /** The running write settled (the timer stays for the next one). */
   end(): void {
+    this.current = null;
+  }
+
+  /** The batch is over. */
+  finish(): void {
     this.current = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -192,6 +212,7 @@ class Watchdog {
       return;
     }
     current.turn.stuck = true;
-    current.abandon(new BatchSelfWaitError());
+    this.abandon(new BatchSelfWaitError());
+    this.arm();
   }
 }

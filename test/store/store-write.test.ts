@@ -68,6 +68,9 @@ describe(`store.write (${TEST_DIALECT})`, () => {
     const orphan = await store.write(({ repos }) => repos.keys.insert(key('key_orphan', 999_999), 'hash_orphan')).catch((e: unknown) => e);
     assert.equal(store.failureOf(orphan), 'foreign_key');
     assert.equal(store.failureOf(new Error('not the store')), null);
+    // Extended SQLite codes count by their primary code.
+    assert.equal(store.failureOf(Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_WRITE' })), 'unavailable');
+    assert.equal(store.failureOf(Object.assign(new Error('busy'), { code: 'SQLITE_BUSY_SNAPSHOT' })), 'unavailable');
   });
 
   it('writes submitted together share one transaction on SQLite (group commit, keys included)', { skip: TEST_DIALECT !== 'sqlite' ? 'group commit is SQLite only' : false }, async () => {

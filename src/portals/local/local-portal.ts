@@ -114,7 +114,7 @@ export class LocalTypes implements SmartProcessTypes {
       } catch (error) {
         cards?.clear();
         if (!(error instanceof LockOrderRestart)) throw error;
-        if (round >= MAX_LOCK_ROUNDS) throw new ApiError('BITRIX_ERROR', 'The relations of this type kept changing while this write waited for them; try again');
+        if (round >= MAX_LOCK_ROUNDS) throw new ApiError('SERVICE_UNAVAILABLE', 'The relations of this type kept changing while this write waited for them; try again', { retryAfter: 1 });
         relationLockStats.restarts++;
         relationLockStats.mostRuns = Math.max(relationLockStats.mostRuns, round + 1);
       }
