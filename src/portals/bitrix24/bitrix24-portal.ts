@@ -94,6 +94,14 @@ function serialized<T>(portalId: number, work: () => Promise<T>): Promise<T> {
   return run;
 }
 
+/**
+ * The budget's name (its Redis key): the Bitrix24 portal itself (its domain), whose bucket
+ * it mirrors, not the portal id, which is only unique within one store: two deployments
+ * (or test stores) sharing one Redis would otherwise share a budget (and a refresh lock)
+ * between different Bitrix24 portals.
+ */
+export const budgetNameOf = (record: Pick<PortalRecord, 'id' | 'domain'>): string => (record.domain ? `domain:${record.domain}` : `portal:${record.id}`);
+
 /** Cache figures of this process (the load spec reports the hit fraction). */
 export const bitrix24CacheStats = { hits: 0, misses: 0 };
 
@@ -192,7 +200,7 @@ export class Bitrix24Types implements SmartProcessTypes {
 
   constructor(private readonly portal: Bitrix24Portal, private readonly deps: Bitrix24PortalDeps) {
     this.record = portal.record;
-    this.budget = deps.budgets.get(`portal:${this.record.id}`, this.record.bitrix24?.limits ?? DEFAULT_BUDGET_LIMITS);
+    this.budget = deps.budgets.get(budgetNameOf(this.record), this.record.bitrix24?.limits ?? DEFAULT_BUDGET_LIMITS);
     this.cache = new PortalCache(deps.cacheTtlMs);
   }
 
@@ -215,7 +223,7 @@ export class Bitrix24Types implements SmartProcessTypes {
         this.portal.needsAuthorization = true;
         void this.deps.bus.publish({ type: 'portal', id: this.record.id });
       });
-      const tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `portal:${this.record.id}`, token: { tokenUrl: credential.tokenUrl } });
+      const tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${this.record.id}`, token: { tokenUrl: credential.tokenUrl } });
       return { client, tokens };
     })();
     this.connection.catch(() => {

@@ -9,6 +9,7 @@ import { ApiError, validationError, type ErrorDetail } from '../../errors.js';
 import type { PortalRecord } from '../../domain/records.js';
 import type { SecretBox, Store } from '../../store/store.js';
 import type { PortalBudgets } from './budget.js';
+import { budgetNameOf } from './bitrix24-portal.js';
 import { checkCredential, credentialOf, fullLimits, limitsProblems, seal, summaryOf, type Bitrix24Input } from './portal-credentials.js';
 
 export interface Bitrix24CreateInput extends Bitrix24Input {
@@ -85,7 +86,7 @@ export class Bitrix24PortalSetup {
       const other = (await this.store.read.portals.list()).find((p) => p.domain === summary.domain);
       if (other) throw domainTaken(summary.domain);
     }
-    const checked = await checkCredential(credential, { budget: this.budgets?.get(`portal:${portal.id}`, limits) });
+    const checked = await checkCredential(credential, { budget: this.budgets?.get(budgetNameOf(portal), limits) });
     try {
       await this.store.write(async ({ repos }) => {
         await repos.bitrix24.update(portal.id, {

@@ -50,13 +50,13 @@ const SKIP: string | false = !DATABASE_URL
 
 describe('bitrix24 budgets in a shared Redis', () => {
   it("two deployments sharing one Redis: each Bitrix24 portal has its own budget, even when both portals have the same id in their stores", { skip: REDIS_SKIP, timeout: 60_000 }, async () => {
-    const options = { portalKind: 'bitrix24' as const, limits: { burst: 2, perSecond: 0.01 }, config: { redisUrl: REDIS_URL, bitrix24QueueTimeoutMs: 500 } };
+    const options = { portalKind: 'bitrix24' as const, limits: { burst: 3, perSecond: 0.01 }, config: { redisUrl: REDIS_URL, bitrix24QueueTimeoutMs: 500 } };
     const a = await createTestApp(options);
     const b = await createTestApp(options);
     try {
       assert.equal(a.portal.id, b.portal.id, 'the same portal id in both stores');
       for (const entityTypeId of [9990, 9992]) assert.equal((await a.call('GET', `/v1/smart-processes/${entityTypeId}`)).statusCode, 404);
-      // a's bucket is full now (2 requests, 1 per 100 s); b's portal is another Bitrix24 portal
+      // a's budget is full now (3 - 1 headroom = 2 requests, then 1 per 100 s); b's portal is another Bitrix24 portal
       const res = await b.call('GET', '/v1/smart-processes/9990');
       assert.equal(res.statusCode, 404, res.body);
     } finally {
