@@ -18,6 +18,7 @@ import { CpuMeter, describeProcess, freePort, killAllNow, lifetimePeakMb, ROOT, 
 import { percentile, runLoad, Samples, type LoadResult, type LoadSpec } from './load.js';
 import { parseRedisUrl, redisCommands } from './redis-probe.js';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
+import { startFakeBitrix24 } from '../test/fakes/bitrix24/fake-portal.js';
 
 // ---------------------------------------------------------------- settings
 
@@ -37,6 +38,11 @@ const WARMUP = numberFromEnv('BENCH_WARMUP', 2, 0, 60);
 const CONNECTIONS = Math.round(numberFromEnv('BENCH_CONNECTIONS', 32, 1, 1024));
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const TYPE_COUNT = 50;
+/** Proxy rows: the fake Bitrix24 portal's limits (a standard plan), the types seeded there, and the connections of the mixed row. */
+const PROXY_LIMITS = { burst: 50, perSecond: 2 };
+const PROXY_TYPES = 10;
+/** The mixed row writes: its PATCHes wait for the portal's 2 requests/s; few connections keep the waits under the queue timeout. */
+const PROXY_MIX_CONNECTIONS = 4;
 /** The "limit so high it never refuses". */
 const HIGH_LIMIT = 1_000_000;
 
@@ -50,7 +56,7 @@ const TARGET = {
 
 /** Rows that take turns do so in this many slices each (1 s each by default): short slices spread bursts of steal over all of them. */
 const SLICES = Math.max(1, Math.min(10, Math.floor(DURATION)));
-const SCENARIOS = 9;
+const SCENARIOS = 11;
 /** Everything together must end within this (watchdog). */
 const BUDGET_MS = (SCENARIOS * (DURATION + WARMUP + 20) + 180) * 1000;
 
@@ -86,6 +92,9 @@ interface Row {
   othersPct: number;
   /** CPU time taken by the hypervisor (steal), % of the whole machine. */
   stealPct: number;
+  /** Proxy rows: connections used (when not CONNECTIONS), calls the fake portal received per completed client request (measured part). */
+  connections?: number;
+  upstreamPerRequest?: number;
 }
 
 const rows: Row[] = [];
@@ -97,6 +106,8 @@ let tmpDir: string | null = null;
 const loadBefore = os.loadavg();
 let redisSkipReason: string | null = null;
 let keys: Keys | null = null;
+/** Proxy rows: what the fake Bitrix24 portal saw over the whole proxy part (setup, warm-ups and rows). */
+let proxy: { restRequests: number; rejected503: number; maxBucketLevel: number; queueTimeouts: number } | null = null;
 
 function removeTmp(): void {
   if (tmpDir) {
@@ -166,6 +177,12 @@ interface Spec {
   scenario: Scenario;
   server: ServerProcess;
   serverLabel: string;
+  /** Default CONNECTIONS. */
+  connections?: number;
+  /** Proxy rows: the upstream portal's request count so far (REST requests at the fake). */
+  upstream?: () => number;
+  /** Proxy rows: 504 QUEUE_TIMEOUT (the portal's budget) is an allowed answer, counted, not a problem. */
+  allowQueueTimeout?: boolean;
 }
 
 /** A measured row in the making: its slices add up. */
@@ -243,9 +260,10 @@ class Tally {
 async function measure(specs: Spec[], slices = 1): Promise<Row[]> {
   const tallies = specs.map(() => new Tally());
   for (const spec of specs) {
-    log(`${spec.id}. ${spec.label} [${spec.serverLabel}]: ${WARMUP ? `${WARMUP} s warm-up + ` : ''}${DURATION} s${slices > 1 ? ` in ${slices} slices taking turns with ${specs.filter((s) => s !== spec).map((s) => s.id).join(', ')}` : ''}, ${CONNECTIONS} connections`);
+    log(`${spec.id}. ${spec.label} [${spec.serverLabel}]: ${WARMUP ? `${WARMUP} s warm-up + ` : ''}${DURATION} s${slices > 1 ? ` in ${slices} slices taking turns with ${specs.filter((s) => s !== spec).map((s) => s.id).join(', ')}` : ''}, ${spec.connections ?? CONNECTIONS} connections`);
   }
-  for (const spec of specs) if (WARMUP > 0) await runLoad({ ...spec.scenario, title: `${spec.label} warm-up`, connections: CONNECTIONS, durationSec: WARMUP });
+  for (const spec of specs) if (WARMUP > 0) await runLoad({ ...spec.scenario, title: `${spec.label} warm-up`, connections: spec.connections ?? CONNECTIONS, durationSec: WARMUP });
+  const upstream0 = specs.map((spec) => spec.upstream?.() ?? 0);
   for (let slice = 0; slice < slices; slice++) {
     for (const [i, spec] of specs.entries()) {
       const { server, serverLabel } = spec;
@@ -253,15 +271,18 @@ async function measure(specs: Spec[], slices = 1): Promise<Row[]> {
       const cpu = new CpuMeter(server.pid);
       rss.start();
       cpu.start();
-      const result = await runLoad({ ...spec.scenario, title: spec.label, connections: CONNECTIONS, durationSec: DURATION / slices }, tallies[i].samples);
+      const result = await runLoad({ ...spec.scenario, title: spec.label, connections: spec.connections ?? CONNECTIONS, durationSec: DURATION / slices }, tallies[i].samples);
       tallies[i].add(result, rss.stop().peakMb, cpu.stop());
       if (!server.alive) throw new Error(`${serverLabel} died during "${spec.label}"\n${server.tail()}`);
     }
   }
   return specs.map((spec, i) => {
     const row = tallies[i].row(spec, spec.serverLabel);
+    if (spec.connections !== undefined) row.connections = spec.connections;
+    if (spec.upstream) row.upstreamPerRequest = (spec.upstream() - upstream0[i]) / row.total;
     rows.push(row);
-    if (row.non2xx > 0 || row.errors > 0) {
+    const allowed = spec.allowQueueTimeout ? (row.statusCodes['504'] ?? 0) : 0;
+    if (row.non2xx - allowed > 0 || row.errors > 0) {
       problems.push(`${row.id}. ${row.label} [${spec.serverLabel}]: ${row.non2xx} non-2xx, ${row.errors} socket errors (${row.timeouts} timeouts); status codes ${JSON.stringify(row.statusCodes)}`);
     }
     log(`   ${row.id}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50, 2)} ms, p99 ${fmt(row.p99, 2)} ms, non-2xx ${row.non2xx}, server CPU ${fmt(row.serverCpuPct, 0)}% (${fmt(row.serverUsPerRequest, 0)} us/req), others ${fmt(row.othersPct, 0)}%, peak RSS ${fmt(row.rssMb, 1)} MB`);
@@ -348,6 +369,52 @@ async function seedTypes(base: string, key: string): Promise<number[]> {
 
 const apiHeaders = (key: string) => ({ 'x-api-key': key });
 
+// ---------------------------------------------------------------- proxy rows (a bitrix24 portal)
+
+/**
+ * p1/p2: smartproc as a proxy in front of a Bitrix24 portal. The fake portal of
+ * test/fakes/bitrix24 (written from the Bitrix24 docs, limits 50/2 like a standard plan)
+ * runs in this process; the smartproc child gets a bitrix24 portal for it through
+ * POST /v1/portals with a webhook URL, a personal key for that portal, and types seeded
+ * at the fake directly (as if made in Bitrix24). p1 reads one card; p2 is 90 % reads of
+ * that card and 10 % PATCHes of another type (titles alternating, so each one writes).
+ */
+async function proxyRows(server: ServerProcess, managementKey: string): Promise<void> {
+  const fake = await startFakeBitrix24({ limits: PROXY_LIMITS });
+  try {
+    const ids: number[] = [];
+    for (let i = 1; i <= PROXY_TYPES; i++) ids.push(Number(fake.state.seedType({ title: `Proxy type ${i}`, isStagesEnabled: i % 2 === 0 }).entityTypeId));
+    const portal = await call(server.url, 'POST', '/v1/portals', managementKey, { kind: 'bitrix24', name: 'Bench Bitrix24', webhookUrl: fake.webhookUrl(1), limits: PROXY_LIMITS });
+    expectStatus(portal, 201, 'POST /v1/portals (bitrix24, webhook of the fake portal)');
+    const key = await call(server.url, 'POST', '/v1/keys', managementKey, { kind: 'personal', portalId: portal.json.data.id, scopes: ['crm'], userId: 1, requestsPerSecond: null, name: 'bench bitrix24' });
+    expectStatus(key, 201, 'POST /v1/keys (bitrix24 portal)');
+    const secret = key.json.data.secret as string;
+    const [cardId, patchId] = [ids[0], ids[ids.length - 1]];
+    log(`bitrix24 portal ${portal.json.data.id} -> fake portal ${fake.url} (limits ${PROXY_LIMITS.burst}/${PROXY_LIMITS.perSecond}), ${ids.length} types seeded there; GET card uses ${cardId}, PATCH uses ${patchId}`);
+    await probe(server.url, `/v1/smart-processes/${cardId}`, secret, false, 'GET card, bitrix24 portal');
+    const on = { server, serverLabel: 'SQLite+memory', upstream: () => fake.stats.restRequests };
+    const card = `${server.url}/v1/smart-processes/${cardId}`;
+    const [p1] = await measure([{ id: 'p1', label: `proxy: GET card /v1/smart-processes/${cardId}, bitrix24 portal`, scenario: { url: card, headers: apiHeaders(secret) }, ...on }]);
+
+    const headers = apiHeaders(secret);
+    const patchHeaders = { ...headers, 'content-type': 'application/json' };
+    const read = { method: 'GET' as const, path: `/v1/smart-processes/${cardId}`, headers };
+    const patch = (title: string) => ({ method: 'PATCH' as const, path: `/v1/smart-processes/${patchId}`, headers: patchHeaders, body: JSON.stringify({ title }) });
+    const requests = [...Array(9).fill(read), patch('Proxy A'), ...Array(9).fill(read), patch('Proxy B')];
+    const [p2] = await measure([{ id: 'p2', label: `proxy: 90 % GET card ${cardId} / 10 % PATCH ${patchId}, bitrix24 portal`, scenario: { url: card, requests }, connections: PROXY_MIX_CONNECTIONS, allowQueueTimeout: true, ...on }]);
+    const queueTimeouts = p2.statusCodes['504'] ?? 0;
+    proxy = { restRequests: fake.stats.restRequests, rejected503: fake.stats.queryLimitExceeded, maxBucketLevel: fake.stats.maxBucketLevel, queueTimeouts };
+    notes.push(
+      `proxy rows (p1, p2): the fake Bitrix24 portal (test/fakes/bitrix24, limits ${PROXY_LIMITS.burst}/${PROXY_LIMITS.perSecond}) runs in the bench process, next to autocannon (its CPU is in gen CPU%). ` +
+        `Upstream calls per client request (measured part): p1 ${fmt(p1.upstreamPerRequest ?? Number.NaN, 4)}, p2 ${fmt(p2.upstreamPerRequest ?? Number.NaN, 4)}; ` +
+        `the fake got ${fake.stats.restRequests} REST requests in all (setup and warm-ups included), its bucket peaked at ${fmt(fake.stats.maxBucketLevel, 1)}, it sent ${fake.stats.queryLimitExceeded} × 503 QUERY_LIMIT_EXCEEDED. ` +
+        `p2 uses ${PROXY_MIX_CONNECTIONS} connections (its PATCHes wait for the portal's budget; each costs a fresh read, crm.type.update and drops the cache); 504 QUEUE_TIMEOUT answers there: ${queueTimeouts} (allowed: the budget's answer).`,
+    );
+  } finally {
+    await fake.close();
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 function fmt(value: number, digits: number): string {
@@ -403,6 +470,18 @@ function report(): void {
     console.log(`* other processes (others%) or the hypervisor (steal%: CPU time this virtual machine was ready for but did not get) took more than ${BUSY_MACHINE_PCT}% of the machine during the row: its req/s and latencies understate the server; "srv us/req" is the steadier figure.`);
   }
   if (redisSkipReason) console.log(`\nRedis rows skipped: ${redisSkipReason}`);
+  const proxied = rows.filter((r) => r.upstreamPerRequest !== undefined);
+  if (proxied.length && proxy) {
+    console.log(`\nProxy rows: a bitrix24 portal in front of the fake Bitrix24 portal (limits ${PROXY_LIMITS.burst}/${PROXY_LIMITS.perSecond})`);
+    console.log(
+      table(
+        ['#', 'connections', 'client req/s', 'upstream calls / client request', '504 QUEUE_TIMEOUT'],
+        proxied.map((r) => [r.id, String(r.connections ?? CONNECTIONS), fmt(r.rps, 0), fmt(r.upstreamPerRequest!, 4), String(r.statusCodes['504'] ?? 0)]),
+        [0],
+      ),
+    );
+    console.log(`503 QUERY_LIMIT_EXCEEDED sent by the fake portal: ${proxy.rejected503} (its bucket peaked at ${fmt(proxy.maxBucketLevel, 1)} of ${PROXY_LIMITS.burst}; ${proxy.restRequests} REST requests in all, setup and warm-ups included)`);
+  }
 
   const targets: string[][] = [];
   const add = (name: string, wanted: string, value: number | null, digits: number, pass: boolean | null, suffix = '') =>
@@ -425,6 +504,7 @@ function report(): void {
   } else {
     targets.push(['limited/unlimited GET card, Redis (r2/r1)', 'reported', '-', 'skipped']);
   }
+  add('503s sent by the fake Bitrix24 portal (p1, p2)', '0', proxy ? proxy.rejected503 : null, 0, proxy ? proxy.rejected503 === 0 : null);
   // The same two throughput ratios from CPU cost per request, which other load on the machine disturbs much less.
   const costRatio = (r: Row | undefined) => (r && ceilingOf(r) ? ceilingOf(r)!.serverUsPerRequest / r.serverUsPerRequest : null);
   targets.push(['info: GET card (a) by CPU cost: ceiling us/req / a us/req', `(${TARGET.getCardOfCeiling})`, fmt(costRatio(a) ?? Number.NaN, 3), 'info']);
@@ -516,6 +596,8 @@ async function main(): Promise<number> {
 
       await probe(server.url, `/v1/smart-processes?limit=${TYPE_COUNT}`, keys.unlimited, false, 'GET list');
       await measure([{ id: 'c', label: `GET list /v1/smart-processes?limit=${TYPE_COUNT}`, scenario: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}`, headers: apiHeaders(keys.unlimited) }, ...on }]);
+
+      await proxyRows(server, keys.management);
       lifetimeRss.push({ server: 'smartproc SQLite+memory', mb: lifetimePeakMb(server.pid) });
     } finally {
       await server.stop();
