@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { openTestStore, type TestStore } from '../helpers/test-store.js';
 import { sleep } from './access-helpers.js';
+import { redisProblem } from '../helpers/services.js';
 
 /**
  * Two real server processes on one PostgreSQL store and one Redis: the rate limit is
@@ -20,19 +21,6 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DATABASE_URL = process.env.SMARTPROC_TEST_DATABASE_URL || null;
 const REDIS_URL = process.env.SMARTPROC_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
-async function redisProblem(url: string): Promise<string | null> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 1500, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  redis.on('error', () => {});
-  try {
-    await redis.connect();
-    const pong = await redis.ping();
-    return pong === 'PONG' ? null : `PING answered ${pong}`;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  } finally {
-    redis.disconnect();
-  }
-}
 
 const SKIP: string | false = !DATABASE_URL
   ? 'needs PostgreSQL: runs in the PostgreSQL pass of npm test (SMARTPROC_TEST_DATABASE_URL is not set)'

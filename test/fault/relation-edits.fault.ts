@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config.js';
 import { relationLockStats } from '../../src/portals/local/local-portal.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { endsDisagree, orphanEdges, randomFrom, type CardRelations } from '../helpers/relations.js';
+import { postgresProblem } from '../helpers/services.js';
 
 /**
  * Fault suite: concurrent relation edits on PostgreSQL (issue 7, defects 3 and 4).
@@ -27,20 +28,7 @@ const OPERATIONS_PER_EDITOR = 250;
 /** Editors stop starting operations after this long, whatever is left. */
 const TIME_LIMIT_MS = 60_000;
 
-async function postgresProblem(): Promise<string | false> {
-  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return false;
-  } catch (error) {
-    return `needs PostgreSQL at ${DATABASE_URL.replace(/:[^:@/]*@/, ':***@')} (set SMARTPROC_TEST_DATABASE_URL): ${error instanceof Error ? error.message : String(error)}`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-const SKIP = await postgresProblem();
+const SKIP = await postgresProblem(DATABASE_URL);
 
 function percentile(values: number[], p: number): number {
   if (!values.length) return 0;

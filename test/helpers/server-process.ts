@@ -108,20 +108,7 @@ export async function request(base: string, method: string, url: string, key?: s
 /** The PostgreSQL of the fault suite: SMARTPROC_TEST_DATABASE_URL, else the one npm test uses. */
 export const FAULT_DATABASE_URL = process.env.SMARTPROC_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
-/** Why a PostgreSQL test must skip, or false. */
-export async function postgresProblem(url: string = FAULT_DATABASE_URL): Promise<string | false> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return false;
-  } catch (error) {
-    return `needs PostgreSQL at ${url.replace(/:[^:@/]*@/, ':***@')} (set SMARTPROC_TEST_DATABASE_URL): ${error instanceof Error ? error.message : String(error)}`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+export { postgresProblem } from './services.js';
 
 export function percentile(values: number[], p: number): number {
   if (!values.length) return NaN;

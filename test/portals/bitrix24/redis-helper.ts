@@ -2,22 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Redis } from 'ioredis';
+import { redisProblem as sharedRedisProblem } from '../../helpers/services.js';
 
 export const REDIS_URL = process.env.SMARTPROC_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
 /** Null when Redis answers PING, else why not (the Redis specs are skipped then). */
-export async function redisProblem(url = REDIS_URL): Promise<string | null> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 1500, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  redis.on('error', () => {});
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG' ? null : 'PING failed';
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  } finally {
-    redis.disconnect();
-  }
-}
+export const redisProblem = (url = REDIS_URL) => sharedRedisProblem(url);
 
 /** A key prefix of our own on the shared Redis (never flushed: keys are deleted by prefix at the end). */
 export function testPrefix(name: string): string {
