@@ -168,6 +168,9 @@ class PortalCache {
   }
 }
 
+/** The token managers of a server (its deps object), by portal id and credential identity: one per credential per process. */
+const tokenManagers = new WeakMap<Bitrix24PortalDeps, Map<string, TokenManager>>();
+
 export class Bitrix24Portal implements Portal {
   readonly types: Bitrix24Types;
   /** Set when this object learned that the refresh token died. */
@@ -219,11 +222,23 @@ export class Bitrix24Types implements SmartProcessTypes {
       }
       const client = restClientOf(credential, { timeoutMs: this.deps.callTimeoutMs });
       if (credential.type === 'webhook') return { client, tokens: null };
-      const credentials = new SealedCredentialStore(store, box(), this.record.id, () => {
-        this.portal.needsAuthorization = true;
-        void this.deps.bus.publish({ type: 'portal', id: this.record.id });
-      });
-      const tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${this.record.id}`, token: { tokenUrl: credential.tokenUrl } });
+      // One token manager per credential per process, kept across Portal objects (every write rebuilds the
+      // Portal object while requests on the old one may still run): two managers would refresh twice.
+      let managers = tokenManagers.get(this.deps);
+      if (!managers) tokenManagers.set(this.deps, (managers = new Map()));
+      const key = JSON.stringify([this.record.id, credential.clientId, credential.clientEndpoint, credential.tokenUrl ?? null]);
+      let tokens = managers.get(key);
+      if (tokens) {
+        tokens.reload(); // the stored credential may have been replaced (PATCH): read it again
+      } else {
+        const portalId = this.record.id;
+        const bus = this.deps.bus;
+        const credentials = new SealedCredentialStore(store, box(), portalId, () => {
+          void bus.publish({ type: 'portal', id: portalId });
+        });
+        tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${portalId}`, token: { tokenUrl: credential.tokenUrl } });
+        managers.set(key, tokens);
+      }
       return { client, tokens };
     })();
     this.connection.catch(() => {
