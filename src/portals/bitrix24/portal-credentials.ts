@@ -193,10 +193,13 @@ export async function checkCredential(credential: Credential, options: { budget?
   return checked;
 }
 
-/** The token manager's store: the portal's sealed row, replaced by compare-and-set on the row's version. */
+/**
+ * The token manager's store: the portal's sealed row. `replace` and `markNeedsAuthorization`
+ * compare the stored refresh token (unsealed) with the one the caller started from, inside one
+ * write on the row locked for it (`forUpdate` on PostgreSQL; SQLite's writes run one at a time):
+ * other changes of the row (limits, a needs-authorization mark) do not make them fail.
+ */
 export class SealedCredentialStore implements CredentialStore {
-  private version = 0;
-
   constructor(
     private readonly store: Store,
     private readonly box: SecretBox,
@@ -204,26 +207,42 @@ export class SealedCredentialStore implements CredentialStore {
     private readonly onNeedsAuthorization: () => void,
   ) {}
 
-
   async load(): Promise<OAuthCredential> {
     const row = await this.store.read.bitrix24.get(this.portalId);
     if (!row) throw new ApiError('TOKEN_MISSING', 'The API key has no configured tokens', { hint: 'The portal has no credentials: PATCH /v1/portals/:id with webhookUrl or oauth.' });
     const credential = unseal(this.box, this.portalId, row.sealed);
     if (credential.type !== 'oauth') throw new ApiError('TOKEN_MISSING', 'The portal credential is not an OAuth credential');
-    this.version = Number(row.version);
     const { type: _type, ...oauth } = credential;
     return oauth;
   }
 
+  /** The stored refresh token, read on the row locked for this write; null when there is no readable OAuth credential. */
+  private async lockedRefreshToken(repos: { bitrix24: { get(id: number, options: { forUpdate?: boolean }): Promise<{ sealed: string } | null> } }): Promise<string | null> {
+    const row = await repos.bitrix24.get(this.portalId, { forUpdate: true });
+    if (!row) return null;
+    try {
+      const credential = unseal(this.box, this.portalId, row.sealed);
+      return credential.type === 'oauth' ? credential.refreshToken : null;
+    } catch {
+      return null;
+    }
+  }
+
   async replace(previousRefreshToken: string, next: OAuthCredential): Promise<boolean> {
-    const current = await this.load();
-    if (current.refreshToken !== previousRefreshToken) return false;
-    return this.store.write(({ repos }) => repos.bitrix24.replaceSealed(this.portalId, this.version, seal(this.box, this.portalId, { type: 'oauth', ...next }), next.memberId ?? null));
+    const sealed = seal(this.box, this.portalId, { type: 'oauth', ...next });
+    return this.store.write(async ({ repos }) => {
+      if ((await this.lockedRefreshToken(repos)) !== previousRefreshToken) return false;
+      await repos.bitrix24.replaceSealed(this.portalId, sealed, next.memberId ?? null);
+      return true;
+    });
   }
 
   async markNeedsAuthorization(refreshToken: string): Promise<void> {
-    const current = await this.load();
-    if (current.refreshToken !== refreshToken) return;
-    if (await this.store.write(({ repos }) => repos.bitrix24.markNeedsAuthorization(this.portalId, this.version))) this.onNeedsAuthorization();
+    const marked = await this.store.write(async ({ repos }) => {
+      if ((await this.lockedRefreshToken(repos)) !== refreshToken) return false;
+      await repos.bitrix24.markNeedsAuthorization(this.portalId);
+      return true;
+    });
+    if (marked) this.onNeedsAuthorization();
   }
 }

@@ -41,3 +41,32 @@ describe('bitrix24 OAuth refresh in one process', () => {
     }
   });
 });
+
+describe('bitrix24 OAuth refresh and a limits PATCH', () => {
+  it('a limits PATCH between the start of a refresh and its write: the new pair is stored and used; later refreshes work (no invalid_grant)', async () => {
+    const t = await createTestApp({ portalKind: 'bitrix24' });
+    try {
+      await oauthPortal(t);
+      assert.equal((await t.call('GET', '/v1/smart-processes/9990')).statusCode, 404);
+      t.fake!.oauth.expireAccessTokens();
+      t.fake!.inject.latency('oauth.token', 400, 1);
+      const before = { refreshed: t.fake!.stats.tokensRefreshed, invalidGrant: t.fake!.stats.invalidGrant };
+      const first = t.call('GET', '/v1/smart-processes/9992'); // expired_token, refresh (slow)
+      await sleep(150);
+      const patch = await t.app.inject({ method: 'PATCH', url: `/v1/portals/${t.portal.id}`, headers: mgmt(t), payload: { limits: { burst: 900, perSecond: 900 } } });
+      assert.equal(patch.statusCode, 200, patch.body);
+      const res = await first;
+      assert.equal(res.statusCode, 404, res.body);
+      assert.equal(t.fake!.stats.tokensRefreshed - before.refreshed, 1, 'one refresh');
+      assert.equal((await t.call('GET', '/v1/smart-processes/9994')).statusCode, 404);
+      // the stored refresh token is the new one: the next refresh works
+      t.fake!.oauth.expireAccessTokens();
+      const again = await t.call('GET', '/v1/smart-processes/9996');
+      assert.equal(again.statusCode, 404, again.body);
+      assert.equal(t.fake!.stats.tokensRefreshed - before.refreshed, 2);
+      assert.equal(t.fake!.stats.invalidGrant - before.invalidGrant, 0, 'no invalid_grant');
+    } finally {
+      await t.close();
+    }
+  });
+});
