@@ -284,8 +284,9 @@ export class Bitrix24Types implements SmartProcessTypes {
   // ------------------------------------------------------------------ reads
 
   /** Every type of the portal (light items), read through start/next. */
-  private allTypes(): Promise<TypeRecord[]> {
-    return this.cache.get('all', async () => {
+  /** The portal's types (every light item, through start/next); cached, or `fresh` for the pre-checks of a write (never from the cache). */
+  private allTypes(options: { fresh?: boolean } = {}): Promise<TypeRecord[]> {
+    const read = async () => {
       const all: TypeRecord[] = [];
       for (let start: number | undefined = 0; start !== undefined; ) {
         const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order: { id: 'ASC' }, start }, 'read');
@@ -293,7 +294,8 @@ export class Bitrix24Types implements SmartProcessTypes {
         start = typeof page.next === 'number' && page.next > start ? page.next : undefined;
       }
       return all;
-    });
+    };
+    return options.fresh ? read() : this.cache.get('all', read);
   }
 
   async list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
@@ -464,7 +466,8 @@ export class Bitrix24Types implements SmartProcessTypes {
       const unwritable = unwritableFlagChanges(patch, current);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
       if (patch.code !== undefined || patch.relations) {
-        const all = await this.allTypes();
+        // Against the portal's own types, fresh: a write must not trust the cache (as createNow).
+        const all = await this.allTypes({ fresh: true });
         if (patch.code !== undefined && patch.code !== current.record.code) this.assertCodeFree(all, patch.code, entityTypeId);
         if (patch.relations) checkRelations(patch.relations, flagsAfterPatch(patch, current.record.flags), entityTypeId, this.portalTypeIds(all));
       }
