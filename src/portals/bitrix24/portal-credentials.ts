@@ -23,6 +23,7 @@ import type { Bitrix24CredentialType } from '../../domain/records.js';
 import { Bitrix24Error, Bitrix24RestClient, parseWebhookUrl, type RestClientOptions } from './rest-client.js';
 import { DEFAULT_TOKEN_URL, MemoryCredentialStore, OAuthError, TokenManager, type CredentialStore, type OAuthCredential } from './oauth.js';
 import { DEFAULT_BUDGET_LIMITS, type BudgetLimits, type PortalBudget } from './budget.js';
+import { mapBitrix24Failure } from './error-mapping.js';
 
 export interface OAuthInput {
   clientId: string;
@@ -176,6 +177,12 @@ export async function checkCredential(credential: Credential, options: { budget?
   } catch (error) {
     if (error instanceof ApiError) throw error;
     if (error instanceof Bitrix24Error) {
+      if (error.kind === 'query_limit' || error.kind === 'operation_time_limit') {
+        // The portal's limits, not the credential: the error table's answer (504 QUEUE_TIMEOUT with retryAfter).
+        const mapped = mapBitrix24Failure(error);
+        if (mapped instanceof ApiError) throw new ApiError(mapped.code, `${mapped.message}; the credentials could not be checked, nothing was saved`, { hint: mapped.hint, retryAfter: mapped.retryAfter, headers: mapped.headers });
+        throw mapped;
+      }
       if (['network', 'timeout', 'server', 'answer_lost', 'overload'].includes(error.kind)) {
         throw new ApiError('BITRIX_UNAVAILABLE', `The portal could not be reached to check the credentials (Bitrix24 ${error.method} answered ${String(error.code)}${error.description ? `: ${error.description}` : ''}); nothing was saved`, { hint: 'Check the address and that the portal is reachable from this server, then send again.' });
       }
