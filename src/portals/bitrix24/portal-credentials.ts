@@ -157,7 +157,8 @@ const CHECK_HINT = 'Create an incoming webhook with the crm scope in Bitrix24 (D
 /**
  * The one cheap call that checks a credential: `scope`. Resolves with the credential to
  * store (an OAuth credential may have been refreshed on the way, its old refresh token
- * then being dead) or throws 422 BITRIX_ERROR / 502 BITRIX_UNAVAILABLE.
+ * then being dead) or throws 422 BITRIX_ERROR (refused), 502 BITRIX_UNAVAILABLE (portal or
+ * authorization server unreachable) or 504 QUEUE_TIMEOUT with retryAfter (the portal's limits).
  */
 export async function checkCredential(credential: Credential, options: { budget?: PortalBudget; rest?: RestClientOptions; fetch?: typeof fetch } = {}): Promise<Credential> {
   const client = restClientOf(credential, { timeoutMs: 15_000, ...options.rest });
@@ -187,6 +188,9 @@ export async function checkCredential(credential: Credential, options: { budget?
         throw new ApiError('BITRIX_UNAVAILABLE', `The portal could not be reached to check the credentials (Bitrix24 ${error.method} answered ${String(error.code)}${error.description ? `: ${error.description}` : ''}); nothing was saved`, { hint: 'Check the address and that the portal is reachable from this server, then send again.' });
       }
       throw new ApiError('BITRIX_ERROR', `The portal rejected the credentials: Bitrix24 ${error.method} answered ${String(error.code)}${error.description ? `: ${error.description}` : ''}; nothing was saved`, { hint: CHECK_HINT });
+    }
+    if (error instanceof OAuthError && error.kind === 'unavailable') {
+      throw new ApiError('BITRIX_UNAVAILABLE', `The authorization server could not be reached to check the OAuth tokens (${error.code}${error.description ? `: ${error.description}` : ''}); nothing was saved`, { hint: 'Check tokenUrl and that the authorization server is reachable from this server, then send again.' });
     }
     if (error instanceof OAuthError) {
       throw new ApiError('BITRIX_ERROR', `The authorization server refused the OAuth tokens: ${error.code}${error.description ? `: ${error.description}` : ''}; nothing was saved`, { hint: 'Authorize the application again and send the new accessToken and refreshToken (and check clientId, clientSecret, tokenUrl).' });

@@ -42,4 +42,18 @@ describe('bitrix24 credential check over the portal limits', () => {
       await fake.close();
     }
   });
+
+  it('an OAuth check whose authorization server cannot be reached (a refresh was needed): 502 BITRIX_UNAVAILABLE, not 422 "refused"; nothing saved', async () => {
+    const fake = await startFakeBitrix24({ users: [{ id: 1 }], limits: false });
+    try {
+      const before = (await t.app.services.portals.list()).length;
+      const tokens = fake.oauth.issueTokens({ userId: 1 });
+      const oauth = { clientId: fake.oauth.clientId, clientSecret: fake.oauth.clientSecret, clientEndpoint: tokens.client_endpoint, accessToken: tokens.access_token, refreshToken: tokens.refresh_token, expiresAt: Date.now() - 60_000, tokenUrl: 'http://127.0.0.1:1/oauth/token/' };
+      fake.oauth.expireAccessTokens(); // the check call answers expired_token: a refresh is needed
+      expectError(await post({ kind: 'bitrix24', oauth }), 502, 'BITRIX_UNAVAILABLE');
+      assert.equal((await t.app.services.portals.list()).length, before, 'nothing saved');
+    } finally {
+      await fake.close();
+    }
+  });
 });
