@@ -97,7 +97,7 @@ class BoundRepositories implements Repositories {
     return (this.settingsRepository ??= new SettingsRepository(this.db, this.runner));
   }
   get bitrix24() {
-    return (this.bitrix24Repository ??= new Bitrix24PortalsRepository(this.db, this.runner));
+    return (this.bitrix24Repository ??= new Bitrix24PortalsRepository(this.db, this.runner, this.dialect));
   }
 }
 

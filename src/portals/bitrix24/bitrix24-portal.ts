@@ -168,6 +168,9 @@ class PortalCache {
   }
 }
 
+/** The token managers of a server (its deps object), by portal id and credential identity: one per credential per process. */
+const tokenManagers = new WeakMap<Bitrix24PortalDeps, Map<string, TokenManager>>();
+
 export class Bitrix24Portal implements Portal {
   readonly types: Bitrix24Types;
   /** Set when this object learned that the refresh token died. */
@@ -219,11 +222,23 @@ export class Bitrix24Types implements SmartProcessTypes {
       }
       const client = restClientOf(credential, { timeoutMs: this.deps.callTimeoutMs });
       if (credential.type === 'webhook') return { client, tokens: null };
-      const credentials = new SealedCredentialStore(store, box(), this.record.id, () => {
-        this.portal.needsAuthorization = true;
-        void this.deps.bus.publish({ type: 'portal', id: this.record.id });
-      });
-      const tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${this.record.id}`, token: { tokenUrl: credential.tokenUrl } });
+      // One token manager per credential per process, kept across Portal objects (every write rebuilds the
+      // Portal object while requests on the old one may still run): two managers would refresh twice.
+      let managers = tokenManagers.get(this.deps);
+      if (!managers) tokenManagers.set(this.deps, (managers = new Map()));
+      const key = JSON.stringify([this.record.id, credential.clientId, credential.clientEndpoint, credential.tokenUrl ?? null]);
+      let tokens = managers.get(key);
+      if (tokens) {
+        tokens.reload(); // the stored credential may have been replaced (PATCH): read it again
+      } else {
+        const portalId = this.record.id;
+        const bus = this.deps.bus;
+        const credentials = new SealedCredentialStore(store, box(), portalId, () => {
+          void bus.publish({ type: 'portal', id: portalId });
+        });
+        tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${portalId}`, token: { tokenUrl: credential.tokenUrl } });
+        managers.set(key, tokens);
+      }
       return { client, tokens };
     })();
     this.connection.catch(() => {
@@ -269,8 +284,9 @@ export class Bitrix24Types implements SmartProcessTypes {
   // ------------------------------------------------------------------ reads
 
   /** Every type of the portal (light items), read through start/next. */
-  private allTypes(): Promise<TypeRecord[]> {
-    return this.cache.get('all', async () => {
+  /** The portal's types (every light item, through start/next); cached, or `fresh` for the pre-checks of a write (never from the cache). */
+  private allTypes(options: { fresh?: boolean } = {}): Promise<TypeRecord[]> {
+    const read = async () => {
       const all: TypeRecord[] = [];
       for (let start: number | undefined = 0; start !== undefined; ) {
         const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order: { id: 'ASC' }, start }, 'read');
@@ -278,7 +294,8 @@ export class Bitrix24Types implements SmartProcessTypes {
         start = typeof page.next === 'number' && page.next > start ? page.next : undefined;
       }
       return all;
-    });
+    };
+    return options.fresh ? read() : this.cache.get('all', read);
   }
 
   async list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
@@ -449,7 +466,8 @@ export class Bitrix24Types implements SmartProcessTypes {
       const unwritable = unwritableFlagChanges(patch, current);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
       if (patch.code !== undefined || patch.relations) {
-        const all = await this.allTypes();
+        // Against the portal's own types, fresh: a write must not trust the cache (as createNow).
+        const all = await this.allTypes({ fresh: true });
         if (patch.code !== undefined && patch.code !== current.record.code) this.assertCodeFree(all, patch.code, entityTypeId);
         if (patch.relations) checkRelations(patch.relations, flagsAfterPatch(patch, current.record.flags), entityTypeId, this.portalTypeIds(all));
       }

@@ -39,8 +39,9 @@ export class Bitrix24PortalSetup {
     const summary = summaryOf(credential);
     const existing = (await this.store.read.portals.list()).find((p) => p.domain === summary.domain);
     if (existing) throw domainTaken(summary.domain);
-    const checked = await checkCredential(credential);
     const limits = fullLimits(input.limits);
+    // Inside the portal's budget (named by its domain), as every other call to the portal.
+    const checked = await checkCredential(credential, { budget: this.budgets?.get(budgetNameOf({ id: 0, domain: summary.domain }), limits) });
     try {
       const id = await this.store.write(async ({ repos }) => {
         const portal = await repos.portals.create({ kind: 'bitrix24', name: input.name?.trim() || summary.domain, domain: summary.domain, timeZone: input.timeZone ?? 'UTC' });

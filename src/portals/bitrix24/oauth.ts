@@ -234,6 +234,14 @@ export class MemoryCredentialStore implements CredentialStore {
   }
 }
 
+/** The lock's store is reachable but answered too slowly: whether the lock is taken is unknown. */
+export class RefreshLockSlowError extends Error {
+  override readonly name = 'RefreshLockSlowError';
+  constructor() {
+    super('refresh lock: Redis answered too slowly');
+  }
+}
+
 const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -250,8 +258,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
  * The refresh lock in Redis: `SET key token NX PX ttl`; released with a script that
  * deletes the key only while it still holds our token (an expired lock taken over by
  * another instance is not released by us). A Redis that does not answer within
- * `opTimeoutMs` makes `tryAcquire` reject: the token manager then goes on without the
- * lock (the compare-and-set of the store still keeps one refresh token).
+ * `opTimeoutMs` makes `tryAcquire` reject: when it is not connected, the token manager
+ * goes on without the lock (the compare-and-set of the store still keeps one refresh
+ * token); when it is connected but slow (`RefreshLockSlowError`), the manager waits and
+ * reads the store again instead.
  */
 export class RedisRefreshLock implements RefreshLock {
   constructor(
@@ -263,13 +273,27 @@ export class RedisRefreshLock implements RefreshLock {
     const key = `${this.options.prefix ?? 'smartproc:b24'}:refresh-lock:{${name}}`;
     const token = randomUUID();
     const timeout = this.options.opTimeoutMs ?? 100;
-    const taken = withTimeout(this.redis.set(key, token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'), timeout, 'refresh lock');
-    taken.catch(() => {});
-    if ((await taken) !== 'OK') return null;
-    return async () => {
+    const release = async () => {
       const released = withTimeout(this.redis.eval(RELEASE_SCRIPT, 1, key, token), timeout * 10, 'refresh lock release');
       await released.catch(() => {}); // the TTL ends it anyway
     };
+    const set = this.redis.set(key, token, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
+    set.catch(() => {});
+    const taken = withTimeout(set, timeout, 'refresh lock');
+    taken.catch(() => {});
+    try {
+      if ((await taken) !== 'OK') return null;
+    } catch (error) {
+      // A connected Redis that merely answered slowly is not "Redis down": the lock may well be
+      // held by another instance. Say so (the manager waits instead of refreshing without the
+      // lock), and give the lock back if the late SET took it after all.
+      if ((this.redis as { status?: string }).status === 'ready') {
+        void set.then((answer) => (answer === 'OK' ? release() : undefined), () => {});
+        throw new RefreshLockSlowError();
+      }
+      throw error;
+    }
+    return release;
   }
 }
 
@@ -361,6 +385,14 @@ export class TokenManager {
     return this.#credential;
   }
 
+  /**
+   * Reads the stored credential again on the next call (it may have been replaced, e.g. by a
+   * PATCH), keeping what only this process knows: a new pair not stored yet, a dead refresh token.
+   */
+  reload(): void {
+    if (!this.#unsaved && !this.#refreshing) this.#credential = null;
+  }
+
   /** Drops the credential held in memory (after it was replaced in the store by someone else). */
   forget(): void {
     this.#credential = null;
@@ -395,8 +427,10 @@ export class TokenManager {
         try {
           release = await lock.tryAcquire(this.options.lockName, this.options.lockTtlMs ?? 20_000);
           locked = release !== null;
-        } catch {
-          locked = true; // Redis is unreachable: go on without it (the store's compare-and-set still holds)
+        } catch (error) {
+          // Slow: maybe another instance holds it; look at the store again (below) instead of refreshing without it.
+          // Unreachable: go on without it (the store's compare-and-set still holds).
+          locked = !(error instanceof RefreshLockSlowError);
         }
       }
       if (locked) {

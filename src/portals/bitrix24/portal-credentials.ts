@@ -23,6 +23,7 @@ import type { Bitrix24CredentialType } from '../../domain/records.js';
 import { Bitrix24Error, Bitrix24RestClient, parseWebhookUrl, type RestClientOptions } from './rest-client.js';
 import { DEFAULT_TOKEN_URL, MemoryCredentialStore, OAuthError, TokenManager, type CredentialStore, type OAuthCredential } from './oauth.js';
 import { DEFAULT_BUDGET_LIMITS, type BudgetLimits, type PortalBudget } from './budget.js';
+import { mapBitrix24Failure } from './error-mapping.js';
 
 export interface OAuthInput {
   clientId: string;
@@ -156,7 +157,8 @@ const CHECK_HINT = 'Create an incoming webhook with the crm scope in Bitrix24 (D
 /**
  * The one cheap call that checks a credential: `scope`. Resolves with the credential to
  * store (an OAuth credential may have been refreshed on the way, its old refresh token
- * then being dead) or throws 422 BITRIX_ERROR / 502 BITRIX_UNAVAILABLE.
+ * then being dead) or throws 422 BITRIX_ERROR (refused), 502 BITRIX_UNAVAILABLE (portal or
+ * authorization server unreachable) or 504 QUEUE_TIMEOUT with retryAfter (the portal's limits).
  */
 export async function checkCredential(credential: Credential, options: { budget?: PortalBudget; rest?: RestClientOptions; fetch?: typeof fetch } = {}): Promise<Credential> {
   const client = restClientOf(credential, { timeoutMs: 15_000, ...options.rest });
@@ -176,10 +178,19 @@ export async function checkCredential(credential: Credential, options: { budget?
   } catch (error) {
     if (error instanceof ApiError) throw error;
     if (error instanceof Bitrix24Error) {
+      if (error.kind === 'query_limit' || error.kind === 'operation_time_limit') {
+        // The portal's limits, not the credential: the error table's answer (504 QUEUE_TIMEOUT with retryAfter).
+        const mapped = mapBitrix24Failure(error);
+        if (mapped instanceof ApiError) throw new ApiError(mapped.code, `${mapped.message}; the credentials could not be checked, nothing was saved`, { hint: mapped.hint, retryAfter: mapped.retryAfter, headers: mapped.headers });
+        throw mapped;
+      }
       if (['network', 'timeout', 'server', 'answer_lost', 'overload'].includes(error.kind)) {
         throw new ApiError('BITRIX_UNAVAILABLE', `The portal could not be reached to check the credentials (Bitrix24 ${error.method} answered ${String(error.code)}${error.description ? `: ${error.description}` : ''}); nothing was saved`, { hint: 'Check the address and that the portal is reachable from this server, then send again.' });
       }
       throw new ApiError('BITRIX_ERROR', `The portal rejected the credentials: Bitrix24 ${error.method} answered ${String(error.code)}${error.description ? `: ${error.description}` : ''}; nothing was saved`, { hint: CHECK_HINT });
+    }
+    if (error instanceof OAuthError && error.kind === 'unavailable') {
+      throw new ApiError('BITRIX_UNAVAILABLE', `The authorization server could not be reached to check the OAuth tokens (${error.code}${error.description ? `: ${error.description}` : ''}); nothing was saved`, { hint: 'Check tokenUrl and that the authorization server is reachable from this server, then send again.' });
     }
     if (error instanceof OAuthError) {
       throw new ApiError('BITRIX_ERROR', `The authorization server refused the OAuth tokens: ${error.code}${error.description ? `: ${error.description}` : ''}; nothing was saved`, { hint: 'Authorize the application again and send the new accessToken and refreshToken (and check clientId, clientSecret, tokenUrl).' });
@@ -193,10 +204,13 @@ export async function checkCredential(credential: Credential, options: { budget?
   return checked;
 }
 
-/** The token manager's store: the portal's sealed row, replaced by compare-and-set on the row's version. */
+/**
+ * The token manager's store: the portal's sealed row. `replace` and `markNeedsAuthorization`
+ * compare the stored refresh token (unsealed) with the one the caller started from, inside one
+ * write on the row locked for it (`forUpdate` on PostgreSQL; SQLite's writes run one at a time):
+ * other changes of the row (limits, a needs-authorization mark) do not make them fail.
+ */
 export class SealedCredentialStore implements CredentialStore {
-  private version = 0;
-
   constructor(
     private readonly store: Store,
     private readonly box: SecretBox,
@@ -204,26 +218,42 @@ export class SealedCredentialStore implements CredentialStore {
     private readonly onNeedsAuthorization: () => void,
   ) {}
 
-
   async load(): Promise<OAuthCredential> {
     const row = await this.store.read.bitrix24.get(this.portalId);
     if (!row) throw new ApiError('TOKEN_MISSING', 'The API key has no configured tokens', { hint: 'The portal has no credentials: PATCH /v1/portals/:id with webhookUrl or oauth.' });
     const credential = unseal(this.box, this.portalId, row.sealed);
     if (credential.type !== 'oauth') throw new ApiError('TOKEN_MISSING', 'The portal credential is not an OAuth credential');
-    this.version = Number(row.version);
     const { type: _type, ...oauth } = credential;
     return oauth;
   }
 
+  /** The stored refresh token, read on the row locked for this write; null when there is no readable OAuth credential. */
+  private async lockedRefreshToken(repos: { bitrix24: { get(id: number, options: { forUpdate?: boolean }): Promise<{ sealed: string } | null> } }): Promise<string | null> {
+    const row = await repos.bitrix24.get(this.portalId, { forUpdate: true });
+    if (!row) return null;
+    try {
+      const credential = unseal(this.box, this.portalId, row.sealed);
+      return credential.type === 'oauth' ? credential.refreshToken : null;
+    } catch {
+      return null;
+    }
+  }
+
   async replace(previousRefreshToken: string, next: OAuthCredential): Promise<boolean> {
-    const current = await this.load();
-    if (current.refreshToken !== previousRefreshToken) return false;
-    return this.store.write(({ repos }) => repos.bitrix24.replaceSealed(this.portalId, this.version, seal(this.box, this.portalId, { type: 'oauth', ...next }), next.memberId ?? null));
+    const sealed = seal(this.box, this.portalId, { type: 'oauth', ...next });
+    return this.store.write(async ({ repos }) => {
+      if ((await this.lockedRefreshToken(repos)) !== previousRefreshToken) return false;
+      await repos.bitrix24.replaceSealed(this.portalId, sealed, next.memberId ?? null);
+      return true;
+    });
   }
 
   async markNeedsAuthorization(refreshToken: string): Promise<void> {
-    const current = await this.load();
-    if (current.refreshToken !== refreshToken) return;
-    if (await this.store.write(({ repos }) => repos.bitrix24.markNeedsAuthorization(this.portalId, this.version))) this.onNeedsAuthorization();
+    const marked = await this.store.write(async ({ repos }) => {
+      if ((await this.lockedRefreshToken(repos)) !== refreshToken) return false;
+      await repos.bitrix24.markNeedsAuthorization(this.portalId);
+      return true;
+    });
+    if (marked) this.onNeedsAuthorization();
   }
 }

@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
 import type { Bitrix24CredentialType, Bitrix24PortalInfo } from '../../domain/records.js';
-import { Repository } from '../repository.js';
-import type { Bitrix24PortalsTable } from '../tables.js';
+import { Repository, type Runner } from '../repository.js';
+import type { Bitrix24PortalsTable, Db, Dialect } from '../tables.js';
 
 export type Bitrix24PortalRow = Selectable<Bitrix24PortalsTable>;
 
@@ -27,8 +27,14 @@ export function infoOf(row: Bitrix24PortalRow): Bitrix24PortalInfo {
 
 /** Reads and writes bitrix24_portals rows. */
 export class Bitrix24PortalsRepository extends Repository {
-  async get(portalId: number): Promise<Bitrix24PortalRow | null> {
-    const [row] = await this.rows<Bitrix24PortalRow>(this.db.selectFrom('bitrix24_portals').selectAll().where('portal_id', '=', portalId));
+  constructor(db: Db, runner?: Runner, private readonly dialect: Dialect = 'sqlite') {
+    super(db, runner);
+  }
+
+  /** `forUpdate`: locked for the rest of the write on PostgreSQL (SQLite's writes run one at a time already). */
+  async get(portalId: number, options: { forUpdate?: boolean } = {}): Promise<Bitrix24PortalRow | null> {
+    const query = this.db.selectFrom('bitrix24_portals').selectAll().where('portal_id', '=', portalId);
+    const [row] = await this.rows<Bitrix24PortalRow>(options.forUpdate && this.dialect === 'postgres' ? query.forUpdate() : query);
     return row ?? null;
   }
 
@@ -74,29 +80,23 @@ export class Bitrix24PortalsRepository extends Repository {
     await this.rows(this.db.updateTable('bitrix24_portals').set((eb) => ({ ...set, version: eb('version', '+', 1) })).where('portal_id', '=', portalId));
   }
 
-  /** Compare-and-set of a refreshed credential: stored only while the row is still at `version`. */
-  async replaceSealed(portalId: number, version: number, sealed: string, memberId: string | null, now = Date.now()): Promise<boolean> {
-    const updated = await this.rows<{ portal_id: number }>(
+  /** Stores a refreshed credential; the caller checked, on the row read with `forUpdate` in the same write, that it replaces the right one. */
+  async replaceSealed(portalId: number, sealed: string, memberId: string | null, now = Date.now()): Promise<void> {
+    await this.rows(
       this.db
         .updateTable('bitrix24_portals')
         .set((eb) => ({ sealed, member_id: memberId, needs_authorization: 0, updated_at: now, version: eb('version', '+', 1) }))
-        .where('portal_id', '=', portalId)
-        .where('version', '=', version)
-        .returning('portal_id'),
+        .where('portal_id', '=', portalId),
     );
-    return updated.length === 1;
   }
 
-  /** The refresh token died; only while the row is still at `version` (a new credential stored meanwhile wins). */
-  async markNeedsAuthorization(portalId: number, version: number, now = Date.now()): Promise<boolean> {
-    const updated = await this.rows<{ portal_id: number }>(
+  /** The refresh token died; the caller checked, on the row read with `forUpdate` in the same write, that it is still the stored one. */
+  async markNeedsAuthorization(portalId: number, now = Date.now()): Promise<void> {
+    await this.rows(
       this.db
         .updateTable('bitrix24_portals')
         .set((eb) => ({ needs_authorization: 1, updated_at: now, version: eb('version', '+', 1) }))
-        .where('portal_id', '=', portalId)
-        .where('version', '=', version)
-        .returning('portal_id'),
+        .where('portal_id', '=', portalId),
     );
-    return updated.length === 1;
   }
 }

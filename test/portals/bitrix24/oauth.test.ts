@@ -413,3 +413,30 @@ describe('TokenManager with an unreachable Redis', () => {
     }
   });
 });
+
+describe('TokenManager with a slow Redis', () => {
+  it('a lock that answers after the op timeout on a connected Redis is not "Redis down": no refresh without the lock; the other holder\'s stored pair is taken over', async () => {
+    const fake = await new FakeBitrix().start();
+    try {
+      const stale = fake.credential();
+      const store = new MemoryCredentialStore(stale);
+      // A connected Redis whose SET NX answers after 300 ms: the lock is held by another instance.
+      const slow = { status: 'ready', set: async () => (await sleep(300), null), eval: async () => 0 } as unknown as Redis;
+      const tokens = new TokenManager({ store, lock: new RedisRefreshLock(slow, { opTimeoutMs: 100 }), lockName: 'portal:45', pollMs: 20, token: { tokenUrl: fake.tokenUrl } });
+      await tokens.current();
+      const refreshesBefore = fake.refreshes;
+      const client = Bitrix24RestClient.oauth('http://127.0.0.1:1/rest/');
+      const calls = Promise.all(Array.from({ length: 5 }, (_, i) => tokens.withToken((auth) => client.call<{ id: number }>('crm.type.get', { id: i }, { auth }))));
+      await sleep(150);
+      // "the other instance" (the lock's holder) refreshes and stores the new pair
+      const next = credentialFromAnswer(await refreshTokens(stale), stale);
+      assert.equal(await store.replace(stale.refreshToken, next), true);
+      const answers = await calls;
+      assert.deepEqual(answers.map((a) => a.result.id), [0, 1, 2, 3, 4]);
+      assert.equal(fake.refreshes - refreshesBefore, 1, 'only the holder refreshed');
+      assert.equal(tokens.stats.refreshes, 0);
+    } finally {
+      await fake.close();
+    }
+  });
+});
