@@ -45,14 +45,7 @@ export class Bitrix24PortalSetup {
     try {
       const id = await this.store.write(async ({ repos }) => {
         const portal = await repos.portals.create({ kind: 'bitrix24', name: input.name?.trim() || summary.domain, domain: summary.domain, timeZone: input.timeZone ?? 'UTC' });
-        await repos.bitrix24.insert(portal.id, {
-          credentialType: checked.type,
-          sealed: seal(box, portal.id, checked),
-          userId: summaryOf(checked).userId,
-          domain: summary.domain,
-          memberId: checked.type === 'oauth' ? (checked.memberId ?? null) : null,
-          ...limits,
-        });
+        await repos.bitrix24.insert(portal.id, storedValues(box, portal.id, checked, summary.domain, limits));
         return portal.id;
       });
       return (await this.store.read.portals.get(id))!;
@@ -90,14 +83,7 @@ export class Bitrix24PortalSetup {
     const checked = await checkCredential(credential, { budget: this.budgets?.get(budgetNameOf(portal), limits) });
     try {
       await this.store.write(async ({ repos }) => {
-        await repos.bitrix24.update(portal.id, {
-          credentialType: checked.type,
-          sealed: seal(box, portal.id, checked),
-          userId: summaryOf(checked).userId,
-          domain: summary.domain,
-          memberId: checked.type === 'oauth' ? (checked.memberId ?? null) : null,
-          ...limits,
-        });
+        await repos.bitrix24.update(portal.id, storedValues(box, portal.id, checked, summary.domain, limits));
         if (summary.domain !== portal.domain) await repos.portals.setDomain(portal.id, summary.domain);
       });
     } catch (error) {
@@ -105,4 +91,16 @@ export class Bitrix24PortalSetup {
       throw error;
     }
   }
+}
+
+/** The row values of a checked credential: sealed for this portal, with what answers may show. */
+function storedValues(box: SecretBox, portalId: number, checked: Parameters<typeof seal>[2], domain: string, limits: ReturnType<typeof fullLimits>) {
+  return {
+    credentialType: checked.type,
+    sealed: seal(box, portalId, checked),
+    userId: summaryOf(checked).userId,
+    domain,
+    memberId: checked.type === 'oauth' ? (checked.memberId ?? null) : null,
+    ...limits,
+  };
 }

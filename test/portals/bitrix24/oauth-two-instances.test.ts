@@ -11,7 +11,6 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
 import { unseal } from '../../../src/portals/bitrix24/portal-credentials.js';
@@ -21,24 +20,12 @@ import { startFakeBitrix24 } from '../../fakes/bitrix24/fake-portal.js';
 import { openTestStore } from '../../helpers/test-store.js';
 import { createTestApp } from '../../helpers/app.js';
 import { expectError } from '../../helpers/expect.js';
+import { redisProblem } from '../../helpers/services.js';
 
 const DATABASE_URL = process.env.SMARTPROC_TEST_DATABASE_URL || null;
 const REDIS_URL = process.env.SMARTPROC_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 const REQUESTS = 50;
 
-async function redisProblem(url: string): Promise<string | null> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 1500, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  redis.on('error', () => {});
-  try {
-    await redis.connect();
-    const pong = await redis.ping();
-    return pong === 'PONG' ? null : `PING answered ${pong}`;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  } finally {
-    redis.disconnect();
-  }
-}
 
 const REDIS_SKIP: string | false = await (async () => {
   const problem = await redisProblem(REDIS_URL);
