@@ -105,7 +105,16 @@ export class AccessService {
    * code `check` runs (it feeds /v1/me's list of callable routes).
    */
   mayCall(principal: Pick<Principal, 'key' | 'portal'>, access: RouteAccess): boolean {
-    return !kindRefusal(principal.key, access) && !this.rightsRefusal(principal.key, principal.portal, access);
+    return this.refusal(principal, access) === null;
+  }
+
+  /**
+   * The refusal of rows 4, 6, 7 and 8 for a caller already admitted (the calls of a batch:
+   * each is checked as its direct route would be, without counting against the rate limit
+   * again), or null.
+   */
+  refusal(principal: Pick<Principal, 'key' | 'portal'>, access: RouteAccess): ApiError | null {
+    return kindRefusal(principal.key, access) ?? this.rightsRefusal(principal.key, principal.portal, access);
   }
 
   /** Rows 6, 7, 8: the refusal, or null. */

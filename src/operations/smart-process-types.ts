@@ -3,6 +3,7 @@ import { listItemJson, presentListItem, type TypeCard, type TypeRecord } from '.
 import { describeFields, TYPE_FIELD_TABLE } from '../domain/smart-process-type/fields.js';
 import { parseCreateBody, parsePatchBody } from '../domain/smart-process-type/input.js';
 import type { CreateTypeBody, PatchTypeBody } from '../domain/smart-process-type/schemas.js';
+import type { RouteAccess } from '../access/access-service.js';
 import { typeNotFound } from '../errors.js';
 import type { Actor, Portal } from '../portals/portal.js';
 
@@ -17,6 +18,10 @@ export interface TypeCall {
   actor: Actor;
   timeZone: string;
 }
+
+/** What the routes (and the calls of a batch) on smart process types demand of the caller. */
+export const TYPE_READ: RouteAccess = { kind: 'portal', scope: 'crm' };
+export const TYPE_WRITE: RouteAccess = { kind: 'portal', scope: 'crm', write: true };
 
 export interface ListMeta {
   total: number;
