@@ -179,6 +179,18 @@ describe('POST /v1/batch', () => {
     expectValidationError(await t.call('POST', URL, { calls: [{ id: 'a', entity: SP, action: 'fields' }] }, { 'if-match': '*' }), 'headers.if-match');
   });
 
+  it('both batch routes are in the OpenAPI document, with their limits and the error codes they answer', async () => {
+    const doc = json(await t.app.inject({ method: 'GET', url: '/v1/openapi.json' })) as any;
+    const calls = doc.paths['/v1/batch'].post;
+    const items = doc.paths['/v1/smart-processes/batch'].post;
+    assert.equal(calls.operationId, 'batch');
+    assert.equal(items.operationId, 'batchSmartProcesses');
+    assert.equal(calls.requestBody.content['application/json'].schema.properties.calls.maxItems, 50);
+    assert.equal(items.requestBody.content['application/json'].schema.properties.items.maxItems, 500);
+    for (const op of [calls, items]) assert.match(op.responses['400'].description, /BATCH_LIMIT_EXCEEDED/);
+    assert.match(items.responses['403'].description, /WRITE_BLOCKED_READONLY_KEY/);
+  });
+
   it('ids that are names of Object.prototype are keys like any other', async () => {
     const out = await batch(t, [
       { id: '__proto__', entity: SP, action: 'get', entityId: 1600 },
