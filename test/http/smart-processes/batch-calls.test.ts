@@ -63,6 +63,27 @@ describe('POST /v1/batch', () => {
     assert.deepEqual(Object.keys(out.results), ['types', 'card', 'fields']);
   });
 
+  it('end to end over HTTP: a client posts list + get + fields and reads each result by its id', async () => {
+    const base = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const res = await fetch(`${base}/v1/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': t.key.secret },
+      body: JSON.stringify({ calls: [{ id: 'a', entity: SP, action: 'list' }, { id: 'b', entity: SP, action: 'get', entityId: 1604 }, { id: 'c', entity: SP, action: 'fields' }] }),
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.ok(res.headers.get('x-request-id'));
+    const body = (await res.json()) as { success: boolean; data: BatchData };
+    assert.equal(body.success, true);
+    assert.deepEqual(body.data.results.a.map((x: { entityTypeId: number }) => x.entityTypeId), [1600, 1602, 1604]);
+    assert.equal(body.data.totals.a, 3);
+    assert.equal(body.data.results.b.title, 'Batch list C');
+    assert.equal(body.data.results.c.fields.entityTypeId.isImmutable, true);
+    const wrongMethod = await fetch(`${base}/v1/batch`, { headers: { 'x-api-key': t.key.secret } });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get('allow'), 'POST');
+  });
+
   it('list takes its params as the GET query (string values converted); search as its body (JSON values only)', async () => {
     const out = await batch(t, [
       { id: 'asQuery', entity: SP, action: 'list', params: { filter: { isStagesEnabled: 'true' }, sort: '-entityTypeId' } },
@@ -197,7 +218,7 @@ describe('POST /v1/batch', () => {
       { id: 'constructor', entity: 'nope', action: 'get' },
     ]);
     assert.equal(Object.getOwnPropertyDescriptor(out.results, '__proto__')?.value.entityTypeId, 1600);
-    assert.equal(out.errors.constructor.code, 'ENTITY_NOT_SUPPORTED');
+    assert.equal(out.errors['constructor' as string].code, 'ENTITY_NOT_SUPPORTED');
   });
 });
 
