@@ -143,6 +143,28 @@ async function runSteps(steps: Step[], deps: BatchDeps): Promise<Outcome[]> {
   return outcomes;
 }
 
+/** The write steps: the route's checks that need the portal (existence, then the body for update) run in order with the other writes. */
+function createStep(body: unknown, relocate: (e: ApiError) => ApiError): Step {
+  checkBody(CreateTypeBodySchema, body, 'body');
+  return { kind: 'write', relocate, run: async (c) => cardJson(await createType(c, body as CreateTypeBody), c.timeZone) };
+}
+
+function updateStep(entityTypeId: number, body: unknown, relocate: (e: ApiError) => ApiError): Step {
+  return {
+    kind: 'write',
+    relocate,
+    run: async (c) => {
+      await requireType(c, entityTypeId);
+      checkBody(PatchTypeBodySchema, body, 'body');
+      return cardJson(await updateType(c, entityTypeId, body as PatchTypeBody), c.timeZone);
+    },
+  };
+}
+
+function deleteStep(entityTypeId: number, relocate: (e: ApiError) => ApiError): Step {
+  return { kind: 'write', relocate, run: async (c) => (await deleteType(c, entityTypeId), 'null') };
+}
+
 function prepare(make: () => Step, deps: BatchDeps, relocate: (e: ApiError) => ApiError): Step {
   try {
     return make();
@@ -180,30 +202,15 @@ function prepareCall(call: BatchCall, deps: BatchDeps): Step {
       case 'get':
         refuseParams(call, action);
         return { kind: 'get', entityTypeId: callEntityId(call, action), relocate };
-      case 'create': {
+      case 'create':
         refuseEntityId(call, action);
-        checkBody(CreateTypeBodySchema, call.params, 'body');
-        const body = call.params as CreateTypeBody;
-        return { kind: 'write', run: async (c) => cardJson(await createType(c, body), c.timeZone), relocate };
-      }
-      case 'update': {
-        const entityTypeId = callEntityId(call, action);
-        const body = call.hasParams ? call.params : {};
-        return {
-          kind: 'write',
-          relocate,
-          run: async (c) => {
-            await requireType(c, entityTypeId);
-            checkBody(PatchTypeBodySchema, body, 'body');
-            return cardJson(await updateType(c, entityTypeId, body as PatchTypeBody), c.timeZone);
-          },
-        };
-      }
-      case 'delete': {
+        return createStep(call.params, relocate);
+      case 'update':
+        // No params: PATCH without a body, the same as {}.
+        return updateStep(callEntityId(call, action), call.hasParams ? call.params : {}, relocate);
+      case 'delete':
         refuseParams(call, action);
-        const entityTypeId = callEntityId(call, action);
-        return { kind: 'write', relocate, run: async (c) => (await deleteType(c, entityTypeId), 'null') };
-      }
+        return deleteStep(callEntityId(call, action), relocate);
       default:
         throw new ApiError('INTERNAL_ERROR', `batch action ${action} has no operation`);
     }
@@ -239,27 +246,14 @@ function prepareItem(action: ItemAction, raw: unknown, index: number, deps: Batc
       case 'get':
         refuseItemFields(item, location, action);
         return { kind: 'get', entityTypeId: itemEntityTypeId(item, location), relocate };
-      case 'delete': {
+      case 'delete':
         refuseItemFields(item, location, action);
-        const entityTypeId = itemEntityTypeId(item, location);
-        return { kind: 'write', relocate, run: async (c) => (await deleteType(c, entityTypeId), 'null') };
-      }
+        return deleteStep(itemEntityTypeId(item, location), relocate);
       case 'create':
-        checkBody(CreateTypeBodySchema, item, 'body');
-        return { kind: 'write', relocate, run: async (c) => cardJson(await createType(c, item as CreateTypeBody), c.timeZone) };
-      case 'update': {
+        return createStep(item, relocate);
+      case 'update':
         // The item is the PATCH body with the path's entityTypeId in it (equal, so PATCH ignores it).
-        const entityTypeId = itemEntityTypeId(item, location);
-        return {
-          kind: 'write',
-          relocate,
-          run: async (c) => {
-            await requireType(c, entityTypeId);
-            checkBody(PatchTypeBodySchema, item, 'body');
-            return cardJson(await updateType(c, entityTypeId, item as PatchTypeBody), c.timeZone);
-          },
-        };
-      }
+        return updateStep(itemEntityTypeId(item, location), item, relocate);
     }
   }, deps, relocate);
 }
