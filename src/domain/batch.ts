@@ -157,13 +157,18 @@ export interface ItemsBatch {
   items: unknown[];
 }
 
-/** POST /v1/smart-processes/batch: the action first (the access it needs is checked before anything else of the body). */
-export function parseItemsAction(raw: unknown): ItemAction {
+/** POST /v1/smart-processes/batch: the action, one of ITEM_ACTIONS. */
+function parseItemsAction(raw: unknown): ItemAction {
   const body = bodyObject(raw);
   const action = body.action;
   if (typeof action === 'string' && (ITEM_ACTIONS as readonly string[]).includes(action)) return action as ItemAction;
   const suggestion = typeof action === 'string' ? closestName(action, ITEM_ACTIONS) : null;
   throw validationError([{ location: 'body.action', message: action === undefined ? 'is required' : `must be one of ${ITEM_ACTIONS.join(', ')}; got ${JSON.stringify(action)?.slice(0, 60)}`, fix: suggestion ? `did you mean "${suggestion}"?` : `one of ${ITEM_ACTIONS.join(', ')}` }]);
+}
+
+/** Whether a POST /v1/smart-processes/batch body writes (its action is create, update or delete); anything else is judged later. */
+export function itemsBatchWrites(raw: unknown): boolean {
+  return isPlainObject(raw) && (raw.action === 'create' || raw.action === 'update' || raw.action === 'delete');
 }
 
 /** POST /v1/smart-processes/batch: the rest of the body's own shape (keys, `items`: 1..500). */
