@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { validationError } from '../errors.js';
+import { ApiError, validationError } from '../errors.js';
 import type { BatchDeps } from '../operations/batch.js';
 import { portalCall } from './portal-route.js';
 import { principalOf } from './plugins/auth.js';
@@ -10,6 +10,8 @@ export function batchDeps(request: FastifyRequest): BatchDeps {
     principal: principalOf(request),
     access: request.server.services.access,
     typeCall: () => portalCall(request),
+    // As the error handler answers them (src/http/plugins/errors.ts).
+    known: (err) => (request.server.services.store.failureOf(err) === 'unavailable' ? new ApiError('SERVICE_UNAVAILABLE', 'The store is unavailable; retry shortly', { retryAfter: 1 }) : null),
     logBug: (err) => request.log.error({ err, requestId: request.id }, 'batch call failed unexpectedly'),
     requestId: request.id,
   };

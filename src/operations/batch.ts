@@ -35,6 +35,8 @@ export interface BatchDeps {
   access: AccessService;
   /** The caller's portal as it is now (a write to a bitrix24 portal makes a new Portal object). */
   typeCall(): TypeCall;
+  /** A failure that is not an ApiError but has a meaning (the store is unavailable: 503), else null. */
+  known(error: unknown): ApiError | null;
   /** Logs a failure that is not an ApiError (a bug) with the request id. */
   logBug(error: unknown): void;
   requestId: string;
@@ -54,6 +56,8 @@ const identity = (e: ApiError) => e;
 
 function failed(error: unknown, deps: BatchDeps, relocate: (e: ApiError) => ApiError = identity): Outcome {
   if (error instanceof ApiError) return { ok: false, error: relocate(error) };
+  const known = deps.known(error);
+  if (known) return { ok: false, error: known };
   deps.logBug(error);
   return { ok: false, error: new ApiError('INTERNAL_ERROR', `Internal error; quote requestId ${deps.requestId} when reporting it`) };
 }
