@@ -305,11 +305,38 @@ export class Bitrix24Types implements SmartProcessTypes {
   /** Every type of the portal (light items), read through start/next. */
   /** The portal's types (every light item, through start/next); cached, or `fresh` for the pre-checks of a write (never from the cache). */
   private allTypes(options: { fresh?: boolean } = {}): Promise<TypeRecord[]> {
+    const order = { id: 'ASC' };
+    const records = (result: unknown) => typesOfListResult(result).map((t) => fromNativeListItem(t, this.timeZone));
     const read = async () => {
-      const all: TypeRecord[] = [];
-      for (let start: number | undefined = 0; start !== undefined; ) {
-        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order: { id: 'ASC' }, start }, 'read');
-        all.push(...typesOfListResult(page.result).map((t) => fromNativeListItem(t, this.timeZone)));
+      const first: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start: 0 }, 'read');
+      const all = records(first.result);
+      let next = typeof first.next === 'number' && first.next > 0 ? first.next : undefined;
+      // The pages after the first, known from `total`, in native batch calls of up to 50 pages:
+      // one request each instead of one a page. A page that failed or is missing, and pages of
+      // types added meanwhile (the last page has a `next`), are read one by one below.
+      const pageSize = next;
+      while (next !== undefined && pageSize && first.total !== undefined && next < first.total) {
+        const starts: number[] = [];
+        for (let start = next; start < first.total && starts.length < MAX_BATCH_COMMANDS; start += pageSize) starts.push(start);
+        const answer = await this.batchRead(Object.fromEntries(starts.map((start) => [`p${start}`, { method: 'crm.type.list', params: { order, start } }])));
+        let complete = true;
+        for (const start of starts) {
+          const key = `p${start}`;
+          if (answer.errors[key] || !(key in answer.result)) {
+            next = start;
+            complete = false;
+            break;
+          }
+          all.push(...records(answer.result[key]));
+        }
+        if (!complete) break;
+        const last = starts[starts.length - 1];
+        const after = answer.next[`p${last}`];
+        next = typeof after === 'number' && after > last ? after : undefined;
+      }
+      for (let start = next; start !== undefined; ) {
+        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start }, 'read');
+        all.push(...records(page.result));
         start = typeof page.next === 'number' && page.next > start ? page.next : undefined;
       }
       return all;
