@@ -265,6 +265,8 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
     autoEntityTypeId: 'counter-1030',
     relationEligible: defaultRelationEligible,
     maxTypes: null,
+    writeAnswerRelations: 'after',
+    customSectionIds: null,
     ...options.types,
     offsetMinutes,
   };
@@ -453,7 +455,9 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       handler: (params, ctx) => {
         if (!params.fields || typeof params.fields !== 'object') throw missing('fields');
         const t = store.add(params.fields as Params, writeCtx(ctx));
-        return { result: { type: store.card(t) } };
+        const card = store.card(t);
+        if (rules.writeAnswerRelations === 'before') card.relations = { parent: [], child: [] };
+        return { result: { type: card } };
       },
     },
     // crm-type-update.md
@@ -465,8 +469,11 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
         const t = typeById(params, 'SPA not found');
         if (updateRestricted) throw new RestError(400, 'UPDATE_DYNAMIC_TYPE_RESTRICTED', "You cannot change the SPA settings due to your plan's restrictions");
         const fields = params.fields && typeof params.fields === 'object' ? (params.fields as Params) : {};
+        const relationsBefore = store.relationsOf(t);
         store.update(t, fields, writeCtx(ctx));
-        return { result: { type: store.card(t) } };
+        const card = store.card(t);
+        if (rules.writeAnswerRelations === 'before') card.relations = relationsBefore;
+        return { result: { type: card } };
       },
     },
     // crm-type-get.md

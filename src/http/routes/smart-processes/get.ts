@@ -16,8 +16,8 @@ const getRoute: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    const { portal, timeZone } = portalCall(request);
-    const card = await portal.types.get(entityTypeId);
+    const { portal, timeZone, context } = portalCall(request);
+    const card = await portal.types.get(entityTypeId, context);
     if (!card) throw typeNotFound(entityTypeId);
     return sendStoredCard(reply, card, timeZone);
   });

@@ -25,9 +25,9 @@ export const ListQueryDoc = Type.Object({
 
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
-  const { portal, timeZone } = portalCall(request);
+  const { portal, timeZone, context } = portalCall(request);
   const query = parseListQuery(TYPE_FIELD_TABLE, raw, source, timeZone);
-  const { records, total } = await portal.types.list(query);
+  const { records, total } = await portal.types.list(query, context);
   const items = records.map((record) => {
     if (!query.select) return listItemJson(record, timeZone);
     const item = presentListItem(record, timeZone) as Record<string, unknown>;

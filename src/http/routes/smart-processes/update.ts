@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
-import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { BODY_ERRORS, writeEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
 
@@ -12,7 +12,8 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      if (!(await portalCall(request).portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+      const { portal, context } = portalCall(request);
+      if (!(await portal.types.has(entityTypeId, context))) throw typeNotFound(entityTypeId);
       if (request.body === undefined) request.body = {};
     },
     schema: {
@@ -22,15 +23,15 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
       params: EntityTypeIdParamsSchema,
       body: PatchTypeBodySchema,
       response: {
-        200: dataEnvelope(TypeCardSchema, 'The full card after the update'),
+        200: writeEnvelope(TypeCardSchema, 'The full card after the update (with warnings when a bitrix24 portal did not keep everything asked)'),
         ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED', ...BODY_ERRORS, 'PRECONDITION_FAILED', 'BITRIX_ERROR']),
       },
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    const { portal, actor, timeZone } = portalCall(request);
+    const { portal, actor, timeZone, context } = portalCall(request);
     const patch = parsePatchBody(request.body, entityTypeId);
-    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
+    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request), context });
     return sendCard(reply, card, timeZone);
   });
 };
