@@ -27,6 +27,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { InvalidationBus } from '../../access/invalidation.js';
+import type { WarnLog } from '../../log-throttle.js';
 import type { ListQuery } from '../../domain/list-query.js';
 import type { PortalRecord } from '../../domain/records.js';
 import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
@@ -78,6 +79,8 @@ export interface Bitrix24PortalDeps {
   cacheTtlMs: number;
   /** Per-call timeout (ms). */
   callTimeoutMs: number;
+  /** Warnings that no request answers (a refused client_endpoint, a write lock without Redis); never with a secret. */
+  log?: WarnLog;
 }
 
 /**
@@ -251,7 +254,15 @@ export class Bitrix24Types implements SmartProcessTypes {
         const credentials = new SealedCredentialStore(store, box(), portalId, () => {
           void bus.publish({ type: 'portal', id: portalId });
         });
-        tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${portalId}`, token: { tokenUrl: credential.tokenUrl } });
+        const log = this.deps.log;
+        const domain = this.record.domain;
+        tokens = new TokenManager({
+          store: credentials,
+          lock: redis ? new RedisRefreshLock(redis) : null,
+          lockName: `${budgetNameOf(this.record)}:portal:${portalId}`,
+          token: { tokenUrl: credential.tokenUrl },
+          onEndpointRefused: (reason) => log?.warn({ portalId, domain }, `bitrix24 OAuth refresh: ${reason}`),
+        });
         managers.set(key, tokens);
       }
       return { client, tokens };
