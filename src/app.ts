@@ -1,10 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
 import ajvFormats from 'ajv-formats';
 import { AccessService } from './access/access-service.js';
-import { InvalidationBus } from './access/invalidation.js';
+import { InvalidationBus, invalidationChannel } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
 import { KeyRateLimiter } from './access/rate-limiter.js';
 import { RedisConnection } from './access/redis.js';
@@ -56,6 +57,16 @@ export interface AppOptions {
 }
 
 /** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
+/**
+ * The Redis name of this deployment when REDIS_PREFIX is not set: `smartproc:<id>`, the id
+ * claimed once in the store's settings (a random id; every instance on the same store reads
+ * the same one, whatever spelling of DATABASE_URL it uses).
+ */
+async function deploymentPrefix(store: Store): Promise<string> {
+  await store.write(({ repos }) => repos.settings.claim('deployment_id', randomBytes(9).toString('base64url')));
+  return `smartproc:${await store.read.settings.get('deployment_id')}`;
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -87,7 +98,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Without Redis the server starts all the same (degraded, one warning) and reconnects in the background: docs/operations.md.
   const connection = config.redisUrl ? new RedisConnection(config.redisUrl, app.log) : null;
   const redis = connection?.client ?? null;
-  const bus = new InvalidationBus(redis, app.log);
+  const bus = new InvalidationBus(redis, app.log, invalidationChannel(config.redisPrefix ?? (redis ? await deploymentPrefix(store) : 'smartproc')));
   await bus.start(connection && (await connection.connected()) ? undefined : 0);
 
   // bitrix24 portals (docs/bitrix24.md): one request budget per portal (Redis when set), credentials sealed with the SecretBox.

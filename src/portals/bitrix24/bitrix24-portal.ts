@@ -68,6 +68,7 @@ import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
 import type { RelationsChange } from '../../domain/smart-process-type/relations.js';
 import { Bitrix24Error, type Bitrix24RestClient, type CallResult } from './rest-client.js';
+import { RedisWriteLock } from './write-lock.js';
 
 export interface Bitrix24PortalDeps {
   store: Store;
@@ -185,6 +186,9 @@ class PortalCache {
     this.loading.clear();
   }
 }
+
+/** The write lock across instances of a server (its deps object), when it has Redis. */
+const writeLocks = new WeakMap<Bitrix24PortalDeps, RedisWriteLock>();
 
 /** The token managers of a server (its deps object), by portal id and credential identity: one per credential per process. */
 const tokenManagers = new WeakMap<Bitrix24PortalDeps, Map<string, TokenManager>>();
@@ -439,9 +443,18 @@ export class Bitrix24Types implements SmartProcessTypes {
     return serialized(this.deps, this.record.id, () => this.locked(entityTypeId, options.context, () => this.deleteNow(entityTypeId, options)));
   }
 
-  /** Runs a check-and-write of one type under the write lock across instances (Redis; write-lock.ts), or as it is without Redis. */
-  private locked<T>(_entityTypeId: number, _context: RequestContext | undefined, work: () => Promise<T>): Promise<T> {
-    return work();
+  /**
+   * Runs a check-and-write of one type under the write lock across instances (Redis;
+   * write-lock.ts), so that If-Match and the pre-checks hold against other instances too;
+   * without Redis as it is (this instance's queue still holds). Waits within the request's deadline.
+   */
+  private locked<T>(entityTypeId: number, context: RequestContext | undefined, work: () => Promise<T>): Promise<T> {
+    const { redis } = this.deps;
+    if (!redis) return work();
+    let lock = writeLocks.get(this.deps);
+    if (!lock) writeLocks.set(this.deps, (lock = new RedisWriteLock(redis, { log: this.deps.log })));
+    const deadline = this.deadlineOf(context) ?? Date.now() + this.budget.maxWaitMs;
+    return lock.run(`${budgetNameOf(this.record)}:type:${entityTypeId}`, deadline, work);
   }
 
   private async createNow(draft: TypeDraft, _actor: Actor, context?: RequestContext): Promise<TypeCard> {
