@@ -432,7 +432,8 @@ export class Bitrix24Types implements SmartProcessTypes {
   }
 
   create(draft: TypeDraft, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
-    return serialized(this.deps, this.record.id, () => this.createNow(draft, actor, options.context));
+    // Creates queue across instances too: the code and entityTypeId checks, and the look-up after a lost answer ("not there before the call"), assume no other create runs meanwhile.
+    return serialized(this.deps, this.record.id, () => this.locked('create', options.context, () => this.createNow(draft, actor, options.context)));
   }
 
   update(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
@@ -448,13 +449,13 @@ export class Bitrix24Types implements SmartProcessTypes {
    * write-lock.ts), so that If-Match and the pre-checks hold against other instances too;
    * without Redis as it is (this instance's queue still holds). Waits within the request's deadline.
    */
-  private locked<T>(entityTypeId: number, context: RequestContext | undefined, work: () => Promise<T>): Promise<T> {
+  private locked<T>(what: number | 'create', context: RequestContext | undefined, work: () => Promise<T>): Promise<T> {
     const { redis } = this.deps;
     if (!redis) return work();
     let lock = writeLocks.get(this.deps);
     if (!lock) writeLocks.set(this.deps, (lock = new RedisWriteLock(redis, { log: this.deps.log })));
     const deadline = this.deadlineOf(context) ?? Date.now() + this.budget.maxWaitMs;
-    return lock.run(`${budgetNameOf(this.record)}:type:${entityTypeId}`, deadline, work);
+    return lock.run(`${budgetNameOf(this.record)}:${what === 'create' ? 'create' : `type:${what}`}`, deadline, work);
   }
 
   private async createNow(draft: TypeDraft, _actor: Actor, context?: RequestContext): Promise<TypeCard> {
@@ -480,7 +481,8 @@ export class Bitrix24Types implements SmartProcessTypes {
         const answer = await this.call<unknown>('crm.type.add', { fields: toNativeAddFields(draft) }, 'never', context);
         written = { card: fromNativeCard(typeOfResult(answer.result), this.timeZone), readBack: false };
       } catch (error) {
-        if (!(error instanceof Bitrix24Error && (error.kind === 'answer_lost' || error.kind === 'server'))) throw error;
+        // Lost, failed on the server, or answered in a shape we cannot read: the type may exist; look it up, never add again.
+        if (!(error instanceof Bitrix24Error && (error.kind === 'answer_lost' || error.kind === 'server')) && !(error instanceof NativeShapeError)) throw error;
         // Found by a separate read: that read is the read-back.
         written = { card: await this.recoverAdd(draft, started, new Set(all.map((r) => r.id)), error, context), readBack: true };
       } finally {
@@ -526,9 +528,10 @@ export class Bitrix24Types implements SmartProcessTypes {
    * The type is looked up (by the chosen entityTypeId, else a title/code match that was not
    * there before the call and was created since it started) and answered from; else 502.
    */
-  private async recoverAdd(draft: TypeDraft, started: number, before: Set<number>, cause: Bitrix24Error, context?: RequestContext): Promise<TypeCard> {
+  private async recoverAdd(draft: TypeDraft, started: number, before: Set<number>, cause: Bitrix24Error | NativeShapeError, context?: RequestContext): Promise<TypeCard> {
+    const why = cause instanceof Bitrix24Error ? String(cause.code) : `an answer of an unexpected shape: ${cause.message}`;
     const unknown = (extra: string) =>
-      new ApiError('BITRIX_UNAVAILABLE', `The portal did not answer crm.type.add (${String(cause.code)}); the type may or may not have been created${extra}`, {
+      new ApiError('BITRIX_UNAVAILABLE', `The portal did not answer crm.type.add (${why}); the type may or may not have been created${extra}`, {
         hint: 'List the types (GET /v1/smart-processes) before creating it again.',
       });
     try {

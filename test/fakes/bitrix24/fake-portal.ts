@@ -146,7 +146,9 @@ export type Fault =
   | { kind: 'error'; status: number; error: string | number; description: string }
   | { kind: 'drop' }
   | { kind: 'hang' }
-  | { kind: 'lose-answer' };
+  | { kind: 'lose-answer' }
+  /** The call is carried out and answered 200 with `{"result": []}`: not the documented shape (a proxy, a portal bug). */
+  | { kind: 'garble-answer' };
 
 interface FaultRule {
   method: string;
@@ -831,6 +833,11 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       return;
     }
     record.status = 200;
+    if (takeFault(method, (f) => f.kind === 'garble-answer')) {
+      note('garble-answer');
+      send(res, 200, { result: [] });
+      return;
+    }
     const answer: Record<string, unknown> = { result: outcome.result };
     if (outcome.next !== undefined) answer.next = outcome.next;
     if (outcome.total !== undefined) answer.total = outcome.total;
@@ -1218,6 +1225,10 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
         faults.push({ method: method === '*' ? '*' : lower(method), fault: { kind: 'hang' }, remaining: times });
       },
       /** The call is carried out, then the socket is destroyed: a write that happened but whose answer is lost. */
+      /** The call is carried out, then answered 200 with a result of another shape. */
+      garbleAnswer(method: string, times = 1) {
+        faults.push({ method: method === '*' ? '*' : lower(method), fault: { kind: 'garble-answer' }, remaining: times });
+      },
       loseAnswer(method: string, times = 1) {
         faults.push({ method: method === '*' ? '*' : lower(method), fault: { kind: 'lose-answer' }, remaining: times });
       },

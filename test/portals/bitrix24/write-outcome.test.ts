@@ -74,6 +74,19 @@ describe('a create the portal did not keep in full answers 201 with the card as 
   });
 });
 
+describe('a create whose answer cannot be read is looked up, never sent again', () => {
+  it('crm.type.add carried out but answered in another shape: 201 from the type found by a separate read; one type, one add', async () => {
+    await withPortal({}, async (t) => {
+      t.fake!.inject.garbleAnswer('crm.type.add');
+      const res = await t.call('POST', '/v1/smart-processes', { title: 'Garbled', entityTypeId: 1208 });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(json(res).data.entityTypeId, 1208);
+      assert.equal(t.fake!.state.types().length, 1);
+      assert.equal(t.fake!.calls.filter((c) => c.method === 'crm.type.add').length, 1);
+    });
+  });
+});
+
 describe('a PATCH the portal did not keep in full answers 200 with the card as it is', () => {
   it('a dropped relation: 200, the rest saved, a warning at the entry', async () => {
     await withPortal({ types: { relationEligible: (side, entityTypeId) => !(side === 'parent' && entityTypeId === 2) } }, async (t) => {
