@@ -382,8 +382,9 @@ export class Bitrix24Types implements SmartProcessTypes {
     return { records: records.slice(skip, skip + query.limit), total };
   }
 
-  private readCard(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null> {
-    return this.call<unknown>('crm.type.getByEntityTypeId', { entityTypeId }, 'read', context).then(
+  /** A card by getByEntityTypeId or get; null when the portal answers "not found". */
+  private cardBy(method: 'crm.type.getByEntityTypeId' | 'crm.type.get', params: Record<string, number>, context?: RequestContext): Promise<TypeCard | null> {
+    return this.call<unknown>(method, params, 'read', context).then(
       (answer) => fromNativeCard(typeOfResult(answer.result), this.timeZone),
       (error: unknown) => {
         if (error instanceof Bitrix24Error && error.kind === 'not_found') return null;
@@ -392,15 +393,13 @@ export class Bitrix24Types implements SmartProcessTypes {
     );
   }
 
+  private readCard(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null> {
+    return this.cardBy('crm.type.getByEntityTypeId', { entityTypeId }, context);
+  }
+
   /** crm.type.get by the type's own id: the read-back after a write (a separate call: the write's own answer may not reflect relations). */
   private readCardById(id: number, context?: RequestContext): Promise<TypeCard | null> {
-    return this.call<unknown>('crm.type.get', { id }, 'read', context).then(
-      (answer) => fromNativeCard(typeOfResult(answer.result), this.timeZone),
-      (error: unknown) => {
-        if (error instanceof Bitrix24Error && error.kind === 'not_found') return null;
-        throw error;
-      },
-    );
+    return this.cardBy('crm.type.get', { id }, context);
   }
 
   async get(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null> {
