@@ -1,9 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
 import { AccessService } from './access/access-service.js';
-import { InvalidationBus } from './access/invalidation.js';
+import { InvalidationBus, invalidationChannel } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
 import { KeyRateLimiter } from './access/rate-limiter.js';
 import { RedisConnection } from './access/redis.js';
@@ -56,6 +57,16 @@ export interface AppOptions {
 }
 
 /** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
+/**
+ * The Redis name of this deployment when REDIS_PREFIX is not set: `smartproc:<id>`, the id
+ * claimed once in the store's settings (a random id; every instance on the same store reads
+ * the same one, whatever spelling of DATABASE_URL it uses).
+ */
+async function deploymentPrefix(store: Store): Promise<string> {
+  await store.write(({ repos }) => repos.settings.claim('deployment_id', randomBytes(9).toString('base64url')));
+  return `smartproc:${await store.read.settings.get('deployment_id')}`;
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -87,14 +98,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Without Redis the server starts all the same (degraded, one warning) and reconnects in the background: docs/operations.md.
   const connection = config.redisUrl ? new RedisConnection(config.redisUrl, app.log) : null;
   const redis = connection?.client ?? null;
-  const bus = new InvalidationBus(redis, app.log);
+  const bus = new InvalidationBus(redis, app.log, invalidationChannel(config.redisPrefix ?? (redis ? await deploymentPrefix(store) : 'smartproc')));
   await bus.start(connection && (await connection.connected()) ? undefined : 0);
 
   // bitrix24 portals (docs/bitrix24.md): one request budget per portal (Redis when set), credentials sealed with the SecretBox.
   let box = options.secretBox ?? null;
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
-  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs };
+  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log };
   const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
   const services: Services = {
     store,

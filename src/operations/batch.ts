@@ -10,7 +10,7 @@ import { CreateTypeBodySchema, PatchTypeBodySchema, type CreateTypeBody, type Pa
 import { ApiError, ERROR_TABLE, typeNotFound } from '../errors.js';
 import type { Settled, SmartProcessTypes } from '../portals/portal.js';
 import { checkBody } from './body-validator.js';
-import { createType, deleteType, TYPE_READ as READ, TYPE_WRITE as WRITE, parseTypeListQuery, renderTypeList, requireType, TYPE_FIELDS_DATA, updateType, type TypeCall } from './smart-process-types.js';
+import { createType, deleteType, TYPE_READ as READ, TYPE_WRITE as WRITE, parseTypeListQuery, renderTypeList, requireType, typeFieldsData, updateType, type TypeCall } from './smart-process-types.js';
 
 /**
  * Runs the calls of `POST /v1/batch` and the items of `POST /v1/smart-processes/batch`
@@ -197,7 +197,7 @@ function prepareCall(call: BatchCall, deps: BatchDeps): Step {
       case 'fields':
         refuseEntityId(call, action);
         refuseParams(call, action);
-        return { kind: 'done', outcome: { ok: true, json: JSON.stringify(TYPE_FIELDS_DATA) } };
+        return { kind: 'done', outcome: { ok: true, json: JSON.stringify(typeFieldsData(timeZoneCall.portal)) } };
       case 'list':
       case 'search':
         refuseEntityId(call, action);

@@ -8,17 +8,28 @@ export interface Actor {
   userId: number;
 }
 
+/**
+ * One client request, as the portal sees it: a remote portal bounds every wait of the
+ * request (its queue for the portal's budget, a write lock) from `startedAt`, one deadline
+ * across all the native calls the request makes. Local portals ignore it.
+ */
+export interface RequestContext {
+  /** When the request reached the route (epoch ms). */
+  startedAt: number;
+}
+
 export interface WriteOptions {
   /** Optimistic concurrency (beyond the hosted API): the version the client last saw (ETag). */
   ifMatch?: number;
+  context?: RequestContext;
 }
 
 /** The smart process types of one portal: the six operations behind /v1/smart-processes. */
 export interface SmartProcessTypes {
-  list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }>;
-  get(entityTypeId: number): Promise<TypeCard | null>;
-  has(entityTypeId: number): Promise<boolean>;
-  create(draft: TypeDraft, actor: Actor): Promise<TypeCard>;
+  list(query: ListQuery, context?: RequestContext): Promise<{ records: TypeRecord[]; total: number }>;
+  get(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null>;
+  has(entityTypeId: number, context?: RequestContext): Promise<boolean>;
+  create(draft: TypeDraft, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
   update(entityTypeId: number, patch: TypePatch, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
   delete(entityTypeId: number, options?: WriteOptions): Promise<void>;
   /**
@@ -29,6 +40,8 @@ export interface SmartProcessTypes {
   getMany?(entityTypeIds: number[]): Promise<Map<number, Settled<TypeCard | null>>>;
   /** Optional: several list queries answered together (in their order), each outcome apart. */
   listMany?(queries: ListQuery[]): Promise<Settled<{ records: TypeRecord[]; total: number }>[]>;
+  /** Flags this portal reports but cannot set (GET /fields shows them read-only); none on a local portal. */
+  readonly readOnlyFlags?: readonly string[];
 }
 
 /** The outcome of one of several operations asked together. */
