@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { positiveInt32Param } from '../domain/input-rules.js';
 import { ApiError } from '../errors.js';
 import type { Actor, Portal } from '../portals/portal.js';
-import { portalOf, principalOf } from './plugins/auth.js';
+import { auditContextOf, portalOf, principalOf } from './plugins/auth.js';
 
 /*
  * What the routes of every portal-scoped resource share (/v1/smart-processes today, items
@@ -46,11 +46,11 @@ export interface PortalCall {
   timeZone: string;
 }
 
-/** The caller's portal, who acts, and the portal's time zone (portal routes only). */
+/** The caller's portal, who acts (with the context its audit entries record), and the portal's time zone (portal routes only). */
 export function portalCall(request: FastifyRequest): PortalCall {
   const principal = principalOf(request);
   const portal = portalOf(request, request.server.services.portalRegistry);
-  return { portal, actor: { userId: principal.userId ?? 0 }, timeZone: portal.record.timeZone };
+  return { portal, actor: { userId: principal.userId ?? 0, audit: auditContextOf(request) }, timeZone: portal.record.timeZone };
 }
 
 /** If-Match (beyond the hosted API): the ETag of the version the client edits. */

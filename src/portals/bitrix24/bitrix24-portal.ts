@@ -30,6 +30,8 @@ import type { InvalidationBus } from '../../access/invalidation.js';
 import type { ListQuery } from '../../domain/list-query.js';
 import type { PortalRecord } from '../../domain/records.js';
 import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
+import type { Changes } from '../../domain/audit.js';
+import { edgeChanges, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { checkRelations } from '../../domain/smart-process-type/relations.js';
 import { ApiError, typeNotFound } from '../../errors.js';
@@ -386,11 +388,29 @@ export class Bitrix24Types implements SmartProcessTypes {
     return serialized(this.record.id, () => this.updateNow(entityTypeId, patch, actor, options));
   }
 
-  delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
-    return serialized(this.record.id, () => this.deleteNow(entityTypeId, options));
+  delete(entityTypeId: number, actor: Actor, options: WriteOptions = {}): Promise<void> {
+    return serialized(this.record.id, () => this.deleteNow(entityTypeId, actor, options));
   }
 
-  private async createNow(draft: TypeDraft, _actor: Actor): Promise<TypeCard> {
+  /**
+   * The audit entry of a change made on the portal. Bitrix24 holds the type, so the change
+   * and its entry cannot share a transaction: the entry is written once the upstream write
+   * has succeeded (also when the portal then turns out not to have kept every field: the
+   * change happened). If the store cannot take it, the change stays made and answered as
+   * such (failing the request would invite a client to repeat a write that was done); the
+   * server log says which entry was lost.
+   */
+  private async audit(actor: Actor, entityTypeId: number, action: 'create' | 'update' | 'delete', changes: Changes): Promise<void> {
+    if (!Object.keys(changes).length) return;
+    const entry = { at: Date.now(), portalId: this.record.id, resource: 'type' as const, resourceId: String(entityTypeId), action, context: actor.audit, changes };
+    try {
+      await this.deps.store.write(({ repos }) => repos.audit.record(entry));
+    } catch (error) {
+      this.deps.store.log.warn({ err: error, audit: { portalId: entry.portalId, entityTypeId, action, requestId: actor.audit.requestId } }, 'bitrix24: the change was made on the portal, but its audit entry could not be stored');
+    }
+  }
+
+  private async createNow(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
     try {
       const unwritable = unwritableFlagChanges(draft, null);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
@@ -417,6 +437,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       } finally {
         await this.invalidate();
       }
+      await this.audit(actor, card.record.entityTypeId, 'create', wholeType(card.record, storedEdgesOf(card), 'after'));
       const mismatches = compareRelations(draft.relations, card);
       const fields = unkeptFields(expectedAfterAdd(draft), card);
       if (mismatches.length || fields.length) throw notKeptError(mismatches, fields);
@@ -458,7 +479,7 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  private async updateNow(entityTypeId: number, patch: TypePatch, _actor: Actor, options: WriteOptions): Promise<TypeCard> {
+  private async updateNow(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions): Promise<TypeCard> {
     try {
       const current = await this.readCard(entityTypeId);
       if (!current) throw typeNotFound(entityTypeId);
@@ -479,6 +500,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       } finally {
         await this.invalidate();
       }
+      await this.audit(actor, entityTypeId, 'update', edgeChanges(entityTypeId, storedEdgesOf(current), storedEdgesOf(after), recordChanges(current.record, after.record)));
       const requested = relationsToSend(patch, current);
       const mismatches = requested ? compareRelations(requested, after) : [];
       const fields = unkeptFields(expectedAfterPatch(patch, current), after);
@@ -489,7 +511,7 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  private async deleteNow(entityTypeId: number, options: WriteOptions): Promise<void> {
+  private async deleteNow(entityTypeId: number, actor: Actor, options: WriteOptions): Promise<void> {
     try {
       const current = await this.readCard(entityTypeId);
       if (!current) throw typeNotFound(entityTypeId);
@@ -502,6 +524,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       } finally {
         await this.invalidate();
       }
+      await this.audit(actor, entityTypeId, 'delete', wholeType(current.record, storedEdgesOf(current), 'before'));
     } catch (error) {
       throw this.fail(error, { entityTypeId, write: true });
     }

@@ -18,7 +18,8 @@ const deleteRoute: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    await portalCall(request).portal.types.delete(entityTypeId, { ifMatch: ifMatchOf(request) });
+    const { portal, actor } = portalCall(request);
+    await portal.types.delete(entityTypeId, actor, { ifMatch: ifMatchOf(request) });
     return reply.code(204).send();
   });
 };
