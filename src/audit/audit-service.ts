@@ -34,9 +34,9 @@ export class AuditService {
     const before = now - this.retentionDays * DAY_MS;
     let total = 0;
     for (;;) {
-      const deleted = await this.store.write(({ repos }) => repos.audit.prune(before, PRUNE_BATCH));
+      const { deleted, more } = await this.store.write(({ repos }) => repos.audit.prune(before, PRUNE_BATCH));
       total += deleted;
-      if (deleted < PRUNE_BATCH) return total;
+      if (!more) return total;
     }
   }
 

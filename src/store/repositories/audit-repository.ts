@@ -1,4 +1,4 @@
-import type { CompiledQuery, Compilable } from 'kysely';
+import type { CompiledQuery } from 'kysely';
 import type { AuditAction, AuditActor, AuditEntry, AuditEntryInput, AuditResource } from '../../domain/audit.js';
 import type { KeyKind } from '../../domain/records.js';
 import { Repository, type Runner } from '../repository.js';
@@ -80,13 +80,15 @@ export class AuditRepository extends Repository {
   }
 
   /**
-   * Deletes at most `max` of the oldest entries written before `before` (epoch ms); how
-   * many it deleted. Bounded, so that one prune never holds the store's writes for long:
-   * the caller repeats while it deletes `max`.
+   * Deletes entries written before `before` (epoch ms) among the `max` oldest (by id: ids
+   * grow with time, so this reads the start of the primary key and no index on `at` is
+   * needed); how many it deleted, and whether there may be more (it read a full `max`
+   * and deleted some: the next call reads past the ones it kept).
    */
-  async prune(before: number, max: number): Promise<number> {
-    const oldest = this.db.selectFrom('audit_log').select('id').where('at', '<', before).orderBy('id').limit(max);
-    const deleted = await this.rows<{ id: number }>(this.db.deleteFrom('audit_log').where('id', 'in', oldest).returning('id') as Compilable);
-    return deleted.length;
+  async prune(before: number, max: number): Promise<{ deleted: number; more: boolean }> {
+    const oldest = await this.rows<{ id: number; at: number }>(this.db.selectFrom('audit_log').select(['id', 'at']).orderBy('id').limit(max));
+    const old = oldest.filter((row) => Number(row.at) < before).map((row) => Number(row.id));
+    if (old.length) await this.rows(this.db.deleteFrom('audit_log').where('id', 'in', old));
+    return { deleted: old.length, more: oldest.length === max && old.length > 0 };
   }
 }
