@@ -10,6 +10,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { CLI_AUDIT } from '../../src/domain/audit.js';
+import { grantAuditScope } from '../../src/store/migrations/004-audit-log.js';
 import { createTestApp, json, type TestApp, type TestKey } from '../helpers/app.js';
 import { expectError, expectValidationError } from '../helpers/expect.js';
 import { openTestStore, TEST_DIALECT, type TestStore } from '../helpers/test-store.js';
@@ -467,6 +468,24 @@ describe('audit trail: bitrix24 portals', () => {
     assert.equal(entries[1].requestId, requestIdOf(patched));
     assert.equal(entries[1].keyId, t.key.record.id);
     assert.deepEqual(entries[2].changes.title, { after: 'Upstream' });
+  });
+});
+
+describe('audit trail: the vibe:mgmt:audit scope on upgrade', () => {
+  it('management keys that held every earlier management scope get it; others do not; portal keys never', async () => {
+    const t = await createTestApp({ portalKind: 'local', config: NO_SHEDDING });
+    try {
+      const full = t.managementKey; // vibe:mgmt:keys + vibe:mgmt:portals, as made before the audit trail
+      const keysOnly = await t.createKey({ kind: 'management', scopes: ['vibe:mgmt:keys'] });
+      const db = t.app.services.store.db;
+      await grantAuditScope(db);
+      const scopes = async (id: string) => JSON.parse((await db.selectFrom('api_keys').select('scopes').where('id', '=', id).executeTakeFirstOrThrow()).scopes);
+      assert.deepEqual(await scopes(full.record.id), ['vibe:mgmt:keys', 'vibe:mgmt:portals', 'vibe:mgmt:audit']);
+      assert.deepEqual(await scopes(keysOnly.record.id), ['vibe:mgmt:keys']);
+      assert.deepEqual(await scopes(t.key.record.id), ['crm']);
+    } finally {
+      await t.close();
+    }
   });
 });
 

@@ -37,8 +37,13 @@ export function auditLog(dialect: Dialect) {
         .execute();
       // One index beside the primary key: every index costs each write (about 2-3 µs per PATCH on SQLite).
       await db.schema.createIndex('audit_log_resource').on('audit_log').columns(['portal_id', 'resource', 'resource_id', 'id']).execute();
-      await sql`update api_keys set scopes = ${'["vibe:mgmt:keys","vibe:mgmt:portals","vibe:mgmt:audit"]'}
-        where kind = 'management' and scopes like ${'%"vibe:mgmt:keys"%'} and scopes like ${'%"vibe:mgmt:portals"%'}`.execute(db);
+      await grantAuditScope(db);
     },
   };
+}
+
+/** Gives `vibe:mgmt:audit` to the management keys that hold both earlier management scopes (exported for its specification). */
+export async function grantAuditScope(db: Kysely<any>): Promise<void> {
+  await sql`update api_keys set scopes = ${'["vibe:mgmt:keys","vibe:mgmt:portals","vibe:mgmt:audit"]'}
+    where kind = 'management' and scopes like ${'%"vibe:mgmt:keys"%'} and scopes like ${'%"vibe:mgmt:portals"%'} and scopes not like ${'%"vibe:mgmt:audit"%'}`.execute(db);
 }
