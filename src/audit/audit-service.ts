@@ -1,5 +1,5 @@
-import type { AuditEntry } from '../domain/audit.js';
-import type { AuditFilter, Store } from '../store/store.js';
+import type { AuditEntry, AuditFilter } from '../domain/audit.js';
+import type { Store } from '../store/store.js';
 import type { WarnLog } from '../log-throttle.js';
 
 /** Entries deleted per statement by the retention prune: one prune never holds the store's writes for long. */

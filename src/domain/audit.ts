@@ -134,14 +134,20 @@ export function portalChanges(before: PortalRecord | null, after: PortalRecord |
 export const AUDIT_DEFAULT_LIMIT = 50;
 export const AUDIT_MAX_LIMIT = 500;
 
-export interface AuditQuery {
+/** Which entries a reader wants; every part optional, all of them AND-ed. */
+export interface AuditFilter {
   portalId?: number;
   keyId?: string;
   resource?: AuditResource;
   resourceId?: string;
   action?: AuditAction;
+  /** Epoch milliseconds, inclusive. */
   since?: number;
+  /** Epoch milliseconds, exclusive. */
   until?: number;
+}
+
+export interface AuditQuery extends AuditFilter {
   limit: number;
   offset: number;
 }

@@ -16,7 +16,6 @@ import type { WriteBatch } from './write-batch.js';
 
 export type { StoreFailure } from './driver-errors.js';
 export type { AuditRepository, Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
-export type { AuditFilter } from './repositories/audit-repository.js';
 export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
 /** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
 export { loadSecretBox, SecretBox } from './secret-box.js';

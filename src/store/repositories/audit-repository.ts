@@ -1,21 +1,8 @@
 import type { CompiledQuery } from 'kysely';
-import type { AuditAction, AuditActor, AuditEntry, AuditEntryInput, AuditResource } from '../../domain/audit.js';
+import type { AuditAction, AuditActor, AuditEntry, AuditEntryInput, AuditFilter, AuditResource } from '../../domain/audit.js';
 import type { KeyKind } from '../../domain/records.js';
 import { Repository, type Runner } from '../repository.js';
 import type { AuditLogTable, Db, Dialect } from '../tables.js';
-
-/** Which entries a reader wants; every part optional, all of them AND-ed. */
-export interface AuditFilter {
-  portalId?: number;
-  keyId?: string;
-  resource?: AuditResource;
-  resourceId?: string;
-  action?: AuditAction;
-  /** Epoch milliseconds, inclusive. */
-  since?: number;
-  /** Epoch milliseconds, exclusive. */
-  until?: number;
-}
 
 type Row = Omit<AuditLogTable, 'id'> & { id: number };
 
