@@ -6,6 +6,7 @@ import qs from 'qs';
 import { AccessService } from './access/access-service.js';
 import { InvalidationBus, invalidationChannel } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
+import { AuditService } from './audit/audit-service.js';
 import { KeyRateLimiter } from './access/rate-limiter.js';
 import { RedisConnection } from './access/redis.js';
 import type { Config } from './config.js';
@@ -19,6 +20,7 @@ import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
 import sessionRoutes from './http/routes/sessions.js';
+import auditRoutes from './http/routes/audit.js';
 import smartProcessRoutes from './http/routes/smart-processes/index.js';
 import batchRoutes from './http/routes/batch.js';
 import type { Services } from './http/services.js';
@@ -113,9 +115,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keys: new KeysService(store, bus),
     portals: new PortalsService(store, bus, new Bitrix24PortalSetup(store, secretBox, budgets)),
     portalRegistry,
+    audit: new AuditService(store, config.auditRetentionDays),
   };
   app.decorate('services', services);
+  services.audit.start(app.log);
   app.addHook('onClose', async () => {
+    services.audit.stop();
     await bus.stop();
     connection?.disconnect();
     if (!options.store) await store.close();
@@ -144,6 +149,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(keyRoutes, { prefix: '/v1/keys' });
   await app.register(portalRoutes, { prefix: '/v1/portals' });
   await app.register(sessionRoutes, { prefix: '/v1/sessions' });
+  await app.register(auditRoutes, { prefix: '/v1/audit' });
   app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();
   return app;

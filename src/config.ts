@@ -25,6 +25,8 @@ export interface Config {
   bitrix24CacheTtlMs: number;
   bitrix24QueueTimeoutMs: number;
   bitrix24CallTimeoutMs: number;
+  /** Audit entries older than this many days are deleted (hourly); 0 keeps them all. */
+  auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {}
@@ -77,5 +79,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24CacheTtlMs: parseNumber(env, 'BITRIX24_CACHE_TTL_MS', 30_000, 0, 3_600_000),
     bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
+    auditRetentionDays: parseNumber(env, 'AUDIT_RETENTION_DAYS', 90, 0, 36_500),
   };
 }

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { positiveInt32Param } from '../domain/input-rules.js';
 import { ApiError } from '../errors.js';
 import type { Actor, Portal, RequestContext } from '../portals/portal.js';
-import { portalOf, principalOf } from './plugins/auth.js';
+import { auditContextOf, portalOf, principalOf } from './plugins/auth.js';
 
 /*
  * What the routes of every portal-scoped resource share (/v1/smart-processes today, items
@@ -57,7 +57,7 @@ export function portalCall(request: FastifyRequest): PortalCall {
   const portal = portalOf(request, request.server.services.portalRegistry);
   let context = contexts.get(request);
   if (!context) contexts.set(request, (context = { startedAt: Date.now() }));
-  return { portal, actor: { userId: principal.userId ?? 0 }, timeZone: portal.record.timeZone, context };
+  return { portal, actor: { userId: principal.userId ?? 0, audit: auditContextOf(request) }, timeZone: portal.record.timeZone, context };
 }
 
 /** If-Match (beyond the hosted API): the ETag of the version the client edits. */

@@ -80,7 +80,7 @@ export function updateType(call: TypeCall, entityTypeId: number, body: PatchType
 
 /** DELETE /v1/smart-processes/:entityTypeId. */
 export function deleteType(call: TypeCall, entityTypeId: number, ifMatch?: number): Promise<void> {
-  return call.portal.types.delete(entityTypeId, { ifMatch, context: call.context });
+  return call.portal.types.delete(entityTypeId, call.actor, { ifMatch, context: call.context });
 }
 
 /** The data of GET /v1/smart-processes/fields, one per set of read-only flags (one per portal kind): /fields tells the truth for the caller's portal. */

@@ -1,11 +1,14 @@
+import type { AuditContext } from '../domain/audit.js';
 import type { ListQuery } from '../domain/list-query.js';
 import type { PortalRecord } from '../domain/records.js';
 import type { TypeCard, TypeRecord } from '../domain/smart-process-type/card.js';
 import type { TypeDraft, TypePatch } from '../domain/smart-process-type/input.js';
 
-/** The portal user an operation runs as: the key owner, or the user of the session. */
+/** The portal user an operation runs as (the key owner, or the user of the session), and the context its audit entry records. */
 export interface Actor {
   userId: number;
+  /** Who makes the change and from where, carried from the request (never AsyncLocalStorage). */
+  audit: AuditContext;
 }
 
 /**
@@ -24,14 +27,17 @@ export interface WriteOptions {
   context?: RequestContext;
 }
 
-/** The smart process types of one portal: the six operations behind /v1/smart-processes. */
+/**
+ * The smart process types of one portal: the six operations behind /v1/smart-processes.
+ * Every write records its audit entry (src/domain/audit.ts) with `actor.audit`.
+ */
 export interface SmartProcessTypes {
   list(query: ListQuery, context?: RequestContext): Promise<{ records: TypeRecord[]; total: number }>;
   get(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null>;
   has(entityTypeId: number, context?: RequestContext): Promise<boolean>;
   create(draft: TypeDraft, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
   update(entityTypeId: number, patch: TypePatch, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
-  delete(entityTypeId: number, options?: WriteOptions): Promise<void>;
+  delete(entityTypeId: number, actor: Actor, options?: WriteOptions): Promise<void>;
   /**
    * Optional: several cards read together (the reads of a batch). A bitrix24 portal answers
    * from its cache and combines the rest into native `batch` calls; without it, `get` is

@@ -31,6 +31,8 @@ import type { WarnLog } from '../../log-throttle.js';
 import type { ListQuery } from '../../domain/list-query.js';
 import type { PortalRecord } from '../../domain/records.js';
 import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
+import type { Changes } from '../../domain/audit.js';
+import { edgeChanges, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { checkRelations } from '../../domain/smart-process-type/relations.js';
 import { ApiError, typeNotFound } from '../../errors.js';
@@ -586,8 +588,8 @@ export class Bitrix24Types implements SmartProcessTypes {
     return serialized(this.deps, this.record.id, () => this.locked(entityTypeId, options.context, () => this.updateNow(entityTypeId, patch, actor, options)));
   }
 
-  delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
-    return serialized(this.deps, this.record.id, () => this.locked(entityTypeId, options.context, () => this.deleteNow(entityTypeId, options)));
+  delete(entityTypeId: number, actor: Actor, options: WriteOptions = {}): Promise<void> {
+    return serialized(this.deps, this.record.id, () => this.locked(entityTypeId, options.context, () => this.deleteNow(entityTypeId, actor, options)));
   }
 
   /**
@@ -604,7 +606,25 @@ export class Bitrix24Types implements SmartProcessTypes {
     return lock.run(`${budgetNameOf(this.record)}:${what === 'create' ? 'create' : `type:${what}`}`, deadline, work);
   }
 
-  private async createNow(draft: TypeDraft, _actor: Actor, context?: RequestContext): Promise<TypeCard> {
+  /**
+   * The audit entry of a change made on the portal. Bitrix24 holds the type, so the change
+   * and its entry cannot share a transaction: the entry is written once the upstream write
+   * has succeeded (also when the portal then turns out not to have kept every field: the
+   * change happened). If the store cannot take it, the change stays made and answered as
+   * such (failing the request would invite a client to repeat a write that was done); the
+   * server log says which entry was lost.
+   */
+  private async audit(actor: Actor, entityTypeId: number, action: 'create' | 'update' | 'delete', changes: Changes): Promise<void> {
+    if (!Object.keys(changes).length) return;
+    const entry = { at: Date.now(), portalId: this.record.id, resource: 'type' as const, resourceId: String(entityTypeId), action, context: actor.audit, changes };
+    try {
+      await this.deps.store.write(({ repos }) => repos.audit.record(entry));
+    } catch (error) {
+      this.deps.store.log.warn({ err: error, audit: { portalId: entry.portalId, entityTypeId, action, requestId: actor.audit.requestId } }, 'bitrix24: the change was made on the portal, but its audit entry could not be stored');
+    }
+  }
+
+  private async createNow(draft: TypeDraft, actor: Actor, context?: RequestContext): Promise<TypeCard> {
     let written: { card: TypeCard; readBack: boolean };
     try {
       const unwritable = unwritableFlagChanges(draft, null);
@@ -638,7 +658,9 @@ export class Bitrix24Types implements SmartProcessTypes {
       throw this.fail(error, { write: true });
     }
     // The type exists now: whatever the read-back finds, the answer is 201 (never a 4xx for a write that happened).
-    return this.readBack(written, { relations: draft.relations, scalars: expectedAfterAdd(draft) }, context);
+    const card = await this.readBack(written, { relations: draft.relations, scalars: expectedAfterAdd(draft) }, context);
+    await this.audit(actor, card.record.entityTypeId, 'create', wholeType(card.record, storedEdgesOf(card), 'after'));
+    return card;
   }
 
   /**
@@ -701,14 +723,16 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  private async updateNow(entityTypeId: number, patch: TypePatch, _actor: Actor, options: WriteOptions): Promise<TypeCard> {
+  private async updateNow(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions): Promise<TypeCard> {
     const context = options.context;
     let written: { card: TypeCard; readBack: boolean };
     let requested: RelationsChange | undefined;
     let scalars: ExpectedScalars;
+    let before: TypeCard;
     try {
       const current = await this.readCard(entityTypeId, context);
       if (!current) throw typeNotFound(entityTypeId);
+      before = current;
       assertVersion(current, options);
       const unwritable = unwritableFlagChanges(patch, current);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
@@ -732,10 +756,12 @@ export class Bitrix24Types implements SmartProcessTypes {
     } catch (error) {
       throw this.fail(error, { entityTypeId, write: true });
     }
-    return this.readBack(written, { relations: requested, scalars }, context);
+    const after = await this.readBack(written, { relations: requested, scalars }, context);
+    await this.audit(actor, entityTypeId, 'update', edgeChanges(entityTypeId, storedEdgesOf(before), storedEdgesOf(after), recordChanges(before.record, after.record)));
+    return after;
   }
 
-  private async deleteNow(entityTypeId: number, options: WriteOptions): Promise<void> {
+  private async deleteNow(entityTypeId: number, actor: Actor, options: WriteOptions): Promise<void> {
     try {
       const current = await this.readCard(entityTypeId, options.context);
       if (!current) throw typeNotFound(entityTypeId);
@@ -748,6 +774,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       } finally {
         await this.invalidate();
       }
+      await this.audit(actor, entityTypeId, 'delete', wholeType(current.record, storedEdgesOf(current), 'before'));
     } catch (error) {
       throw this.fail(error, { entityTypeId, write: true });
     }
