@@ -23,6 +23,12 @@ export interface Config {
   bitrix24CacheTtlMs: number;
   bitrix24QueueTimeoutMs: number;
   bitrix24CallTimeoutMs: number;
+  /**
+   * PUBLIC_URL: the address people and Bitrix24 reach this server at (user authorization:
+   * redirects, the callback to register in a Bitrix24 application, PUBLIC_URL/oauth/callback).
+   * null: http://HOST:PORT of the listening socket.
+   */
+  publicUrl: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -42,6 +48,20 @@ function parseNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min
     throw new ConfigError(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${value}"`);
   }
   return n;
+}
+
+function parsePublicUrl(value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return null;
+  let url: URL;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    throw new ConfigError(`PUBLIC_URL must be an absolute http(s) URL such as https://smartproc.example.com, got "${value}"`);
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(`PUBLIC_URL must be an http(s) URL without query, fragment or credentials, got "${value}"`);
+  }
+  return url.toString().replace(/\/+$/, '');
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -68,5 +88,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24CacheTtlMs: parseNumber(env, 'BITRIX24_CACHE_TTL_MS', 30_000, 0, 3_600_000),
     bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
+    publicUrl: parsePublicUrl(env.PUBLIC_URL),
   };
 }

@@ -1,9 +1,9 @@
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import type { KeysRepository, Store, StoreTransaction } from '../store/store.js';
+import type { KeysRepository, Repositories, Store, StoreTransaction } from '../store/store.js';
 import type { InvalidationBus } from './invalidation.js';
-import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems } from './key-model.js';
+import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, redirectUriProblems, scopeProblems } from './key-model.js';
 import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX } from './tokens.js';
-import type { AccessMode, KeyKind, KeyRecord, SessionRecord } from '../domain/records.js';
+import type { AccessMode, KeyKind, KeyRecord, SessionRecord, SessionUser } from '../domain/records.js';
 
 export const SESSION_LIFETIME_MS = 24 * 3600 * 1000;
 export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
@@ -18,7 +18,16 @@ export interface KeyInput {
   expiresAt?: string | null;
   requestsPerSecond?: number | null;
   allowedIps?: string[];
+  /** Application keys: where user authorization may return (exact match). */
+  redirectUris?: string[];
   userId?: number | null;
+}
+
+/** What a new session is made of: the application key, the user, and (bitrix24) the user's tokens sealed for the session's id. */
+export interface SessionInput {
+  key: KeyRecord;
+  user: SessionUser;
+  sealUserTokens?: (sessionId: string) => string;
 }
 
 export type KeyChanges = Omit<KeyInput, 'kind' | 'portalId'>;
@@ -98,6 +107,7 @@ export class KeysService {
     const scopes = [...new Set(input.scopes ?? (kind === 'management' ? (actor ? actor.scopes : [...MANAGEMENT_SCOPES]) : ['crm']))];
     problems.push(...scopeProblems(kind, scopes));
     problems.push(...allowedIpProblems(input.allowedIps ?? []));
+    problems.push(...redirectUriProblems(kind, input.redirectUris ?? []));
     const expiresAt = parseExpiry(input.expiresAt, problems, now);
     if (kind !== 'personal' && input.userId !== undefined && input.userId !== null) problems.push({ location: 'body.userId', message: `only personal keys act as a fixed user; a ${kind} key ${kind === 'application' ? 'acts as the user of its session' : 'acts as the operator'}` });
     if (problems.length) throw validationError(problems);
@@ -117,6 +127,7 @@ export class KeysService {
       expiresAt: expiresAt ?? null,
       requestsPerSecond: input.requestsPerSecond === undefined ? DEFAULT_REQUESTS_PER_SECOND : input.requestsPerSecond,
       allowedIps: input.allowedIps ?? [],
+      redirectUris: [...new Set(input.redirectUris ?? [])],
       userId: kind === 'personal' ? (input.userId ?? 1) : null,
       createdByKeyId: actor?.id ?? null,
       createdAt: now,
@@ -135,6 +146,7 @@ export class KeysService {
       const problems: ErrorDetail[] = [];
       if (changes.scopes) problems.push(...scopeProblems(current.kind, changes.scopes));
       if (changes.allowedIps) problems.push(...allowedIpProblems(changes.allowedIps));
+      if (changes.redirectUris) problems.push(...redirectUriProblems(current.kind, changes.redirectUris));
       const expiresAt = parseExpiry(changes.expiresAt, problems, now);
       if (changes.userId !== undefined && current.kind !== 'personal') problems.push({ location: 'body.userId', message: 'only personal keys act as a fixed user' });
       if (changes.userId === null) problems.push({ location: 'body.userId', message: 'a personal key needs a user id' });
@@ -147,6 +159,7 @@ export class KeysService {
         expiresAt: expiresAt === undefined ? current.expiresAt : expiresAt,
         requestsPerSecond: changes.requestsPerSecond === undefined ? current.requestsPerSecond : changes.requestsPerSecond,
         allowedIps: changes.allowedIps ?? current.allowedIps,
+        redirectUris: changes.redirectUris ? [...new Set(changes.redirectUris)] : current.redirectUris,
         userId: changes.userId === undefined ? current.userId : changes.userId,
         updatedAt: now,
       };
@@ -229,26 +242,51 @@ export class KeysService {
     return { ...rotated, previousSecretExpiresAt };
   }
 
-  async mintSession(input: { keyId: string; userId: number }, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
+  async mintSession(input: { keyId: string; userId: number; name?: string | null; email?: string | null }, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
     const key = await this.repo().get(input.keyId);
     if (!key) throw validationError([{ location: 'body.keyId', message: `no key with id ${input.keyId}` }]);
     if (key.kind !== 'application' || key.portalId === null) {
       throw validationError([{ location: 'body.keyId', message: `sessions are for application keys (vibe_app_); ${key.id} is a ${key.kind} key` }]);
     }
     if (key.expiresAt !== null && key.expiresAt <= now) throw validationError([{ location: 'body.keyId', message: `key ${key.id} has expired` }]);
+    const user: SessionUser = { id: input.userId, name: input.name?.trim() || null, email: input.email?.trim() || null };
+    return this.write(({ repos }) => this.createSession(repos, { key, user }, now), { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
+  }
+
+  /**
+   * The one place a session is made (POST /v1/sessions, the CLI, user authorization):
+   * a vibe_session_ token (stored as its hash) of 24 hours for an application key and a
+   * user, and the user's Bitrix24 tokens when the authorization brought them; written
+   * with `repos`, inside the caller's write.
+   */
+  async createSession(repos: Repositories, input: SessionInput, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
+    const { key, user } = input;
+    if (key.kind !== 'application' || key.portalId === null) throw new ApiError('INTERNAL_ERROR', 'sessions are for application keys');
     const token = newSessionToken();
     const display = displayParts(token, SESSION_PREFIX);
     const session: SessionRecord = {
       id: newId('ses'),
       keyId: key.id,
       portalId: key.portalId,
-      userId: input.userId,
+      userId: user.id,
+      userName: user.name,
+      userEmail: user.email,
+      bitrix24Tokens: Boolean(input.sealUserTokens),
       tokenPrefix: display.prefix,
       tokenSuffix: display.suffix,
       expiresAt: now + SESSION_LIFETIME_MS,
       createdAt: now,
     };
-    await this.write(({ repos }) => repos.keys.insertSession(session, hashSecret(token)), { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
+    await repos.keys.insertSession(session, hashSecret(token));
+    if (input.sealUserTokens) await repos.oauth.insertUserTokens(session.id, key.portalId, input.sealUserTokens(session.id), now);
     return { session, token };
+  }
+
+  /** Ends a session at once, on every instance (POST /v1/oauth/revoke); false when there was no such session. */
+  async endSession(token: string): Promise<boolean> {
+    const ended = await this.store.write(({ repos }) => repos.keys.deleteSession(hashSecret(token)));
+    if (!ended) return false;
+    await this.bus.publish({ type: 'session', id: ended.id });
+    return true;
   }
 }

@@ -1,5 +1,6 @@
 import type { AccessService } from '../access/access-service.js';
 import type { KeysService } from '../access/keys-service.js';
+import type { UserAuthorization } from '../access/user-authorization.js';
 import type { PortalRegistry } from '../portals/registry.js';
 import type { PortalsService } from '../portals/portals-service.js';
 import type { Store } from '../store/store.js';
@@ -11,6 +12,8 @@ export interface Services {
   keys: KeysService;
   portals: PortalsService;
   portalRegistry: PortalRegistry;
+  /** User authorization of application keys (/v1/oauth, /oauth). */
+  authorization: UserAuthorization;
 }
 
 declare module 'fastify' {

@@ -7,6 +7,7 @@ import { openSqlite } from './sqlite.js';
 import type { Runner } from './repository.js';
 import { Bitrix24PortalsRepository } from './repositories/bitrix24-portals-repository.js';
 import { KeysRepository } from './repositories/keys-repository.js';
+import { OAuthFlowsRepository } from './repositories/oauth-flows-repository.js';
 import { PortalsRepository } from './repositories/portals-repository.js';
 import { SettingsRepository } from './repositories/settings-repository.js';
 import { TypesRepository } from './repositories/types-repository.js';
@@ -14,7 +15,8 @@ import type { Database, Db, Dialect } from './tables.js';
 import type { WriteBatch } from './write-batch.js';
 
 export type { StoreFailure } from './driver-errors.js';
-export type { Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { Bitrix24PortalsRepository, KeysRepository, OAuthFlowsRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { OAuthFlowRecord, OAuthFlowStatus } from './repositories/oauth-flows-repository.js';
 export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
 /** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
 export { loadSecretBox, SecretBox } from './secret-box.js';
@@ -27,6 +29,7 @@ export interface Repositories {
   keys: KeysRepository;
   settings: SettingsRepository;
   bitrix24: Bitrix24PortalsRepository;
+  oauth: OAuthFlowsRepository;
 }
 
 /** One write, as `work` sees it: repositories bound to its transaction. */
@@ -81,6 +84,7 @@ class BoundRepositories implements Repositories {
   private keysRepository?: KeysRepository;
   private settingsRepository?: SettingsRepository;
   private bitrix24Repository?: Bitrix24PortalsRepository;
+  private oauthRepository?: OAuthFlowsRepository;
 
   constructor(private readonly db: Db, private readonly dialect: Dialect, private readonly runner?: Runner) {}
 
@@ -98,6 +102,9 @@ class BoundRepositories implements Repositories {
   }
   get bitrix24() {
     return (this.bitrix24Repository ??= new Bitrix24PortalsRepository(this.db, this.runner, this.dialect));
+  }
+  get oauth() {
+    return (this.oauthRepository ??= new OAuthFlowsRepository(this.db, this.dialect, this.runner));
   }
 }
 
