@@ -61,6 +61,10 @@ const oauthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   });
 
   app.get('/poll', {
+    // Browser applications poll from their own origin: a simple GET without credentials, so any origin may read it.
+    onRequest: async (_request, reply) => {
+      reply.header('access-control-allow-origin', '*');
+    },
     schema: {
       tags,
       summary: 'Poll a user authorization (completion without redirect_uri)',
