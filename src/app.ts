@@ -29,7 +29,7 @@ import type { Services } from './http/services.js';
 import { PortalRegistry } from './portals/registry.js';
 import { PortalsService } from './portals/portals-service.js';
 import { loadSecretBox, migrate, openStore, type SecretBox, type Store } from './store/store.js';
-import { Bitrix24Portal } from './portals/bitrix24/bitrix24-portal.js';
+import { Bitrix24Portal, forgetSessionTokens } from './portals/bitrix24/bitrix24-portal.js';
 import { Bitrix24PortalSetup } from './portals/bitrix24/bitrix24-portals.js';
 import { PortalBudgets } from './portals/bitrix24/budget.js';
 
@@ -102,6 +102,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
   const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs };
   const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
+  bus.onMessage((message) => {
+    if (message.type === 'session') forgetSessionTokens(bitrix24, message.id);
+  });
   const keys = new KeysService(store, bus);
   const services: Services = {
     store,

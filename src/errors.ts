@@ -20,7 +20,7 @@ export const ERROR_TABLE = {
   MANAGEMENT_KEY_NO_ENTITY_ACCESS: { status: 403, when: 'A management key was used on a portal route.', action: 'Use a personal or application key of the portal.' },
   MANAGEMENT_SCOPE_REQUIRED: { status: 403, when: 'The route needs a management key with a vibe:mgmt:* scope it lacks.', action: 'Use a management key that has the named scope.' },
   SESSION_APP_MISMATCH: { status: 403, when: 'The session was issued for another application key.', action: 'Use the session with the application key it was minted for.' },
-  KEY_INACTIVE: { status: 403, when: "User authorization: the application key cannot start a session now: this secret was rotated out, or the key's portal cannot serve calls (its credentials need a new authorization).", action: "Use the key's current secret; for a bitrix24 portal, renew its credentials (PATCH /v1/portals/:id)." },
+  KEY_INACTIVE: { status: 403, when: "User authorization: the application key cannot start a session now: this secret was rotated out, or its bitrix24 portal's credentials cannot be read with this server's secret key.", action: "Use the key's current secret; restore SMARTPROC_SECRET_KEY or give the portal new credentials (PATCH /v1/portals/:id)." },
   AUTHORIZATION_DENIED: { status: 403, when: 'User authorization: the person declined on the consent page, or Bitrix24 sent no authorization (beyond the hosted API).', action: 'Ask the person to authorize again (GET /v1/oauth/authorize).' },
   WRITE_BLOCKED_READONLY_KEY: { status: 403, when: 'A write was attempted with a READONLY key.', action: 'Use a READWRITE key.' },
   BITRIX_ACCESS_DENIED: { status: 403, when: 'The Bitrix24 portal refused access (rights, scope not granted).', action: 'Grant the rights or scopes on the portal.' },

@@ -234,4 +234,16 @@ describe('user authorization (bitrix24 portal, fake)', () => {
     const me = (await get('/v1/me', withSession(grant.access_token))).body;
     for (const secret of portalSecrets) assert.ok(!me.includes(secret));
   });
+
+  it("revoking a bitrix24 session deletes the user's tokens with it, at once", async () => {
+    const grant = await sessionOf(6);
+    const db = t.app.services.store.db;
+    const session = await db.selectFrom('sessions').select('id').orderBy('created_at', 'desc').executeTakeFirstOrThrow();
+    assert.ok(await db.selectFrom('bitrix24_user_tokens').select('session_id').where('session_id', '=', session.id).executeTakeFirst());
+    assert.equal((await get('/v1/smart-processes', withSession(grant.access_token))).statusCode, 200);
+    const res = await t.app.inject({ method: 'POST', url: '/v1/oauth/revoke', headers: { authorization: `Bearer ${grant.access_token}` } });
+    assert.equal(res.statusCode, 200);
+    assert.equal(await db.selectFrom('bitrix24_user_tokens').select('session_id').where('session_id', '=', session.id).executeTakeFirst(), undefined);
+    expectError(await get('/v1/smart-processes', withSession(grant.access_token)), 401, 'INVALID_SESSION');
+  });
 });

@@ -179,6 +179,14 @@ export interface SessionUserAuth {
   userId: number;
 }
 
+/** Token managers of sessions' user tokens kept per process (the oldest are dropped first; a dropped one is rebuilt from the store). */
+const MAX_SESSION_TOKEN_MANAGERS = 10_000;
+
+/** A revoked session's token manager is dropped (the session's row is gone; its tokens must not stay in memory). */
+export function forgetSessionTokens(deps: Bitrix24PortalDeps, sessionId: string): void {
+  tokenManagers.get(deps)?.delete(`session:${sessionId}`);
+}
+
 /** User views kept per portal object (it is rebuilt on every change of the portal): at most this many. */
 const MAX_USER_VIEWS = 1000;
 
@@ -240,6 +248,11 @@ export class Bitrix24Types implements SmartProcessTypes {
     const key = `session:${user.sessionId}`;
     let tokens = managers.get(key);
     if (!tokens) {
+      // Sessions come and go (24 h): keep the managers of the most recent ones only.
+      if (managers.size >= MAX_SESSION_TOKEN_MANAGERS) {
+        const oldest = [...managers.keys()].find((k) => k.startsWith('session:'));
+        if (oldest) managers.delete(oldest);
+      }
       tokens = new TokenManager({
         store: new UserTokenStore(store, box(), user.sessionId),
         lock: redis ? new RedisRefreshLock(redis) : null,
