@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, type TestApp, type TestKey } from '../helpers/app.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { expectError } from '../helpers/expect.js';
 import { startFakeBitrix24 } from '../fakes/bitrix24/fake-portal.js';
 import type { PortalRecord } from '../../src/domain/records.js';
@@ -24,16 +24,10 @@ describe('user authorization (bitrix24 portal, fake)', () => {
   let portal: PortalRecord;
   let appKey: TestKey;
   let adminKey: TestKey;
-  const logLines: string[] = [];
+  const { lines: logLines, logger } = captureLogs('trace');
 
   before(async () => {
-    const stream = new Writable({
-      write(chunk, _encoding, done) {
-        logLines.push(String(chunk));
-        done();
-      },
-    });
-    t = await createTestApp({ portalKind: 'local', config: { publicUrl: PUBLIC, maxEventLoopDelayMs: 0 /* a busy test machine must not answer 503 */ }, logger: { level: 'trace', stream } as never });
+    t = await createTestApp({ portalKind: 'local', config: { publicUrl: PUBLIC, maxEventLoopDelayMs: 0 /* a busy test machine must not answer 503 */ }, logger });
     fake = await startFakeBitrix24({
       users: [{ id: 1, name: 'Admin' }, { id: 5, name: 'Bea', lastName: 'Brown', email: 'bea@example.com' }, { id: 6, name: 'Cal', lastName: 'Cole', email: 'cal@example.com' }],
       limits: false,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, type TestApp, type TestKey } from '../helpers/app.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { expectError, expectValidationError } from '../helpers/expect.js';
 import { hashSecret } from '../../src/access/tokens.js';
 
@@ -22,15 +22,9 @@ const newState = () => `state-${String(++counter).padStart(4, '0')}-abcdefghijkl
 describe('user authorization (local portal: sandbox consent)', () => {
   let t: TestApp;
   let appKey: TestKey;
-  const logLines: string[] = [];
+  const { lines: logLines, logger } = captureLogs('trace');
   before(async () => {
-    const stream = new Writable({
-      write(chunk, _encoding, done) {
-        logLines.push(String(chunk));
-        done();
-      },
-    });
-    t = await createTestApp({ portalKind: 'local', config: { publicUrl: PUBLIC, maxEventLoopDelayMs: 0 /* load shedding is not under test: a busy test machine must not answer 503 */ }, logger: { level: 'trace', stream } as never });
+    t = await createTestApp({ portalKind: 'local', config: { publicUrl: PUBLIC, maxEventLoopDelayMs: 0 /* load shedding is not under test: a busy test machine must not answer 503 */ }, logger });
     appKey = await t.createKey({ kind: 'application', portalId: t.portal.id, scopes: ['crm'], name: 'Sales dashboard', redirectUris: [REDIRECT] });
   });
   after(() => t.close());

@@ -39,6 +39,16 @@ function errorPage(reply: FastifyReply, error: ApiError): FastifyReply {
   return sendPage(reply, error.status, page('Authorization failed', `<h1>Authorization failed</h1><p class="error">${esc(error.message)}</p>${error.hint ? `<p>${esc(error.hint)}</p>` : ''}<p class="muted">Error code: <code id="error-code">${esc(error.code)}</code></p>`));
 }
 
+/** Runs a page's work; a refusal (ApiError) is shown as an error page with its status and code. */
+async function orErrorPage(reply: FastifyReply, work: () => Promise<FastifyReply>): Promise<FastifyReply> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof ApiError) return errorPage(reply, error);
+    throw error;
+  }
+}
+
 function redirect(reply: FastifyReply, location: string): FastifyReply {
   return reply.headers({ 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' }).redirect(location, 303);
 }
@@ -93,27 +103,19 @@ const oauthPages: FastifyPluginAsync = async (app) => {
     schema: { tags: ['User authorization'], summary: 'Sandbox consent page of a local portal (HTML)', description: 'Where GET /v1/oauth/authorize sends the person for a local portal: they enter which user (id, name, e-mail) they act as, and approve or deny.', security: [] },
   }, async (request, reply) => {
     const flow = one((request.query as Record<string, unknown>).flow);
-    try {
-      return sendPage(reply, 200, consentPage(flow!, await flows.consentView(flow)));
-    } catch (error) {
-      if (error instanceof ApiError) return errorPage(reply, error);
-      throw error;
-    }
+    return orErrorPage(reply, async () => sendPage(reply, 200, consentPage(flow!, await flows.consentView(flow))));
   });
 
   app.post('/sandbox', {
     schema: { tags: ['User authorization'], summary: 'The answer of the sandbox consent page (form post)', security: [] },
   }, async (request, reply) => {
     const form = (request.body && typeof request.body === 'object' ? request.body : {}) as ConsentForm;
-    try {
+    return orErrorPage(reply, async () => {
       if (form.decision === 'deny') return redirect(reply, await flows.consentDecision(form.flow, { approve: false, user: { id: 0, name: null, email: null } }));
       const user = userOf(form);
       if (typeof user === 'string') return sendPage(reply, 400, consentPage(form.flow ?? '', await flows.consentView(form.flow), form, user));
       return redirect(reply, await flows.consentDecision(form.flow, { approve: true, user }));
-    } catch (error) {
-      if (error instanceof ApiError) return errorPage(reply, error);
-      throw error;
-    }
+    });
   });
 
   app.get('/callback', {
@@ -125,12 +127,7 @@ const oauthPages: FastifyPluginAsync = async (app) => {
     },
   }, async (request, reply) => {
     const q = request.query as Record<string, unknown>;
-    try {
-      return redirect(reply, await flows.callback({ code: one(q.code), state: one(q.state), member_id: one(q.member_id), error: one(q.error) }));
-    } catch (error) {
-      if (error instanceof ApiError) return errorPage(reply, error);
-      throw error;
-    }
+    return orErrorPage(reply, async () => redirect(reply, await flows.callback({ code: one(q.code), state: one(q.state), member_id: one(q.member_id), error: one(q.error) })));
   });
 
   app.get('/complete', {
