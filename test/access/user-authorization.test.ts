@@ -4,6 +4,8 @@ import { createTestApp, json, type TestApp, type TestKey } from '../helpers/app.
 import { captureLogs } from '../helpers/log-capture.js';
 import { expectError, expectValidationError } from '../helpers/expect.js';
 import { hashSecret } from '../../src/access/tokens.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { publicUrlOf } from '../../src/http/log-safety.js';
 
 /**
  * Issue 10: user authorization of application keys on a local portal (the sandbox consent
@@ -340,6 +342,30 @@ describe('user authorization (local portal: sandbox consent)', () => {
     assert.equal(res.statusCode, 201, res.body);
     const me = json(await get('/v1/me', withSession(json(res).data.token))).data;
     assert.deepEqual(me.session.user, { id: 4, name: 'Dee', email: 'dee@example.com' });
+  });
+
+  it('deleting an application key (or its portal) takes its flows and sessions with it', async () => {
+    const doomed = await t.createKey({ kind: 'application', portalId: t.portal.id, scopes: ['crm'] });
+    const state = newState();
+    const res = await authorize({ app_key: doomed.secret, state });
+    await consent({ flow: new URL(res.headers.location as string).searchParams.get('flow')!, decision: 'approve', userId: '66' });
+    const token = (await poll(state, doomed.secret)).json().access_token;
+    await authorize({ app_key: doomed.secret, state: newState() });
+    const deleted = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${doomed.record.id}`, headers: { 'x-api-key': t.managementKey.secret } });
+    assert.equal(deleted.statusCode, 204, deleted.body);
+    assert.equal((await t.app.services.store.db.selectFrom('oauth_flows').select('id').where('key_id', '=', doomed.record.id).execute()).length, 0);
+    expectError(await get('/v1/me', withSession(token, doomed.secret)), 401, 'INVALID_API_KEY');
+  });
+
+  it('PUBLIC_URL: an absolute http(s) URL (trailing slash dropped); default http://HOST:PORT of the listening socket', () => {
+    assert.equal(loadConfig({ PUBLIC_URL: 'https://smartproc.example.com/' }).publicUrl, 'https://smartproc.example.com');
+    assert.equal(loadConfig({ PUBLIC_URL: 'https://example.com/smartproc/' }).publicUrl, 'https://example.com/smartproc');
+    assert.equal(loadConfig({}).publicUrl, null);
+    for (const bad of ['smartproc.example.com', 'ftp://x.example', 'https://x.example/?a=1', 'https://u:p@x.example']) assert.throws(() => loadConfig({ PUBLIC_URL: bad }), ConfigError);
+    assert.equal(publicUrlOf({ publicUrl: null, host: '127.0.0.1', port: 3000 }, null), 'http://127.0.0.1:3000');
+    assert.equal(publicUrlOf({ publicUrl: null, host: '127.0.0.1', port: 0 }, { address: '127.0.0.1', family: 'IPv4', port: 41234 }), 'http://127.0.0.1:41234');
+    assert.equal(publicUrlOf({ publicUrl: null, host: '0.0.0.0', port: 8080 }, null), 'http://localhost:8080');
+    assert.equal(publicUrlOf({ publicUrl: 'https://p.example', host: '127.0.0.1', port: 3000 }, null), 'https://p.example');
   });
 
   it('the OpenAPI document describes the flow', async () => {
