@@ -58,11 +58,10 @@ import {
   unwritableFlagChanges,
   unwritableFlagsError,
 } from './native-mapping.js';
-import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth.js';
+import { NeedsAuthorizationError, OAuthError, RedisRefreshLock, TokenManager } from './oauth.js';
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
 import { Bitrix24Error, Bitrix24RestClient, type CallResult } from './rest-client.js';
 import { UserTokenStore } from './user-authorization.js';
-import { OAuthError } from './oauth.js';
 
 export interface Bitrix24PortalDeps {
   store: Store;

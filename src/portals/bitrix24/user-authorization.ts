@@ -11,12 +11,11 @@
 import { ApiError } from '../../errors.js';
 import type { PortalRecord, SessionUser } from '../../domain/records.js';
 import type { SecretBox, Store } from '../../store/store.js';
-import type { PortalBudgets } from './budget.js';
+import { DEFAULT_BUDGET_LIMITS, type PortalBudgets } from './budget.js';
 import { budgetNameOf } from './bitrix24-portal.js';
 import { credentialFromAnswer, DEFAULT_TOKEN_URL, exchangeAuthorizationCode, OAuthError, type CredentialStore, type OAuthCredential } from './oauth.js';
 import { unseal } from './portal-credentials.js';
 import { Bitrix24Error, Bitrix24RestClient } from './rest-client.js';
-import { DEFAULT_BUDGET_LIMITS } from './budget.js';
 
 export const WEBHOOK_ONLY_HINT =
   "User authorization needs the portal's OAuth application: create a local application in Bitrix24 (Developer resources → Other → Local application) with the crm and user scopes and the redirect URI PUBLIC_URL/oauth/callback, then give the portal its credentials (PATCH /v1/portals/:id with oauth {...}).";
