@@ -25,7 +25,7 @@ export class PortalRegistry {
     this.cards = store.capabilities.dataVersion ? new TypeCardCache(store.capabilities.dataVersion) : null;
     this.factories = { local: (record) => new LocalPortal(record, store, this.cards), ...factories };
     bus.onMessage((message) => {
-      if (message.type === 'key') return;
+      if (message.type === 'key' || message.type === 'session') return;
       this.cards?.clear();
       if (message.type === 'portal') this.portals.delete(message.id);
       else this.portals.clear();

@@ -8,6 +8,7 @@ import type { Runner } from './repository.js';
 import { AuditRepository } from './repositories/audit-repository.js';
 import { Bitrix24PortalsRepository } from './repositories/bitrix24-portals-repository.js';
 import { KeysRepository } from './repositories/keys-repository.js';
+import { OAuthFlowsRepository } from './repositories/oauth-flows-repository.js';
 import { PortalsRepository } from './repositories/portals-repository.js';
 import { SettingsRepository } from './repositories/settings-repository.js';
 import { TypesRepository } from './repositories/types-repository.js';
@@ -15,7 +16,8 @@ import type { Database, Db, Dialect } from './tables.js';
 import type { WriteBatch } from './write-batch.js';
 
 export type { StoreFailure } from './driver-errors.js';
-export type { AuditRepository, Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { AuditRepository, Bitrix24PortalsRepository, KeysRepository, OAuthFlowsRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { OAuthFlowRecord, OAuthFlowStatus } from './repositories/oauth-flows-repository.js';
 export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
 /** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
 export { loadSecretBox, SecretBox } from './secret-box.js';
@@ -30,6 +32,7 @@ export interface Repositories {
   bitrix24: Bitrix24PortalsRepository;
   /** The audit trail: `record` inside a write puts the entry in the change's own transaction. */
   audit: AuditRepository;
+  oauth: OAuthFlowsRepository;
 }
 
 /** One write, as `work` sees it: repositories bound to its transaction. */
@@ -85,6 +88,7 @@ class BoundRepositories implements Repositories {
   private settingsRepository?: SettingsRepository;
   private bitrix24Repository?: Bitrix24PortalsRepository;
   private auditRepository?: AuditRepository;
+  private oauthRepository?: OAuthFlowsRepository;
 
   constructor(private readonly db: Db, private readonly dialect: Dialect, private readonly runner?: Runner) {}
 
@@ -105,6 +109,9 @@ class BoundRepositories implements Repositories {
   }
   get audit() {
     return (this.auditRepository ??= new AuditRepository(this.db, this.dialect, this.runner));
+  }
+  get oauth() {
+    return (this.oauthRepository ??= new OAuthFlowsRepository(this.db, this.dialect, this.runner));
   }
 }
 
