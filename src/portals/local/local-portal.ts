@@ -5,7 +5,7 @@ import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../dom
 import { BASE_ENTITY_TYPES, checkRelations, type RelationEntry, type RelationsChange } from '../../domain/smart-process-type/relations.js';
 import type { PortalsRepository, Store, TypesRepository } from '../../store/store.js';
 import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
-import type { TypeCardCache } from './type-card-cache.js';
+import { pageKey, TypeCardCache, type TypeCache, type TypePage } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -68,8 +68,8 @@ const READY: Readiness = { ready: true };
 export class LocalPortal implements Portal {
   readonly types: LocalTypes;
 
-  constructor(readonly record: PortalRecord, store: Store, cards: TypeCardCache | null = null) {
-    this.types = new LocalTypes(record, store, cards);
+  constructor(readonly record: PortalRecord, store: Store, cache: TypeCache | null = null) {
+    this.types = new LocalTypes(record, store, cache);
   }
 
   readiness(): Readiness {
@@ -79,7 +79,13 @@ export class LocalPortal implements Portal {
 
 /** The smart process types of a local portal, kept in smartproc's own store. */
 export class LocalTypes implements SmartProcessTypes {
-  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cards: TypeCardCache | null = null) {}
+  /** SQLite: the same cache, which writes also use (cards they produced, provably current cards). */
+  private readonly cards: TypeCardCache | null;
+
+  /** `cache`: cards and list pages kept in memory (docs/architecture.md, "Caches"); null: every read goes to the store. */
+  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cache: TypeCache | null = null) {
+    this.cards = cache instanceof TypeCardCache ? cache : null;
+  }
 
 
   /**
@@ -96,7 +102,7 @@ export class LocalTypes implements SmartProcessTypes {
     const cards = this.cards;
     for (let round = 1; ; round++) {
       try {
-        return await this.store.write(
+        const result = await this.store.write(
           async ({ repos, transactionNumber }) => {
             if (!keep) cards?.clear();
             const result = await work({ types: repos.types, portals: repos.portals, transactionNumber });
@@ -111,8 +117,11 @@ export class LocalTypes implements SmartProcessTypes {
             else cards?.clear();
           },
         );
+        // PostgreSQL: before the answer, no instance may serve what this write changed.
+        if (this.cache?.settle) await this.cache.settle(this.record.id, performance.now());
+        return result;
       } catch (error) {
-        cards?.clear();
+        this.cache?.clear();
         if (!(error instanceof LockOrderRestart)) throw error;
         if (round >= MAX_LOCK_ROUNDS) throw new ApiError('SERVICE_UNAVAILABLE', 'The relations of this type kept changing while this write waited for them; try again', { retryAfter: 1 });
         relationLockStats.restarts++;
@@ -121,8 +130,20 @@ export class LocalTypes implements SmartProcessTypes {
     }
   }
 
-  list(query: ListQuery) {
-    return this.store.read.types.list(this.record.id, query);
+  /** A page of the list; a kept page is the same object for as long as it is current (the route renders it once). */
+  async list(query: ListQuery): Promise<TypePage> {
+    const cache = this.cache;
+    const portalId = this.record.id;
+    if (!cache) return this.store.read.types.list(portalId, query);
+    const taken = cache.ticket(portalId);
+    const ticket = taken instanceof Promise ? await taken : taken;
+    if (!ticket) return this.store.read.types.list(portalId, query);
+    const key = pageKey(query);
+    const kept = cache.page(ticket, portalId, key);
+    if (kept) return kept;
+    const page = await this.store.read.types.list(portalId, query);
+    cache.keepPage(ticket, portalId, key, page);
+    return page;
   }
 
   async has(entityTypeId: number) {
@@ -130,14 +151,23 @@ export class LocalTypes implements SmartProcessTypes {
   }
 
   async get(entityTypeId: number): Promise<TypeCard | null> {
-    const { card: cached, generation } = this.cards?.lookup(this.record.id, entityTypeId) ?? { generation: 0 };
-    if (cached) return cached;
+    const cache = this.cache;
+    const portalId = this.record.id;
+    if (!cache) return this.readCard(entityTypeId);
+    const taken = cache.ticket(portalId);
+    const ticket = taken instanceof Promise ? await taken : taken;
+    if (!ticket) return this.readCard(entityTypeId);
+    const kept = cache.card(ticket, portalId, entityTypeId);
+    if (kept) return kept;
+    const card = await this.readCard(entityTypeId);
+    if (card) cache.keepCard(ticket, portalId, entityTypeId, card);
+    return card;
+  }
+
+  private async readCard(entityTypeId: number): Promise<TypeCard | null> {
     const types = this.store.read.types;
     const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
-    if (!record) return null;
-    const card = { record, relations: relationsOf(record, edges) };
-    this.cards?.set(this.record.id, entityTypeId, card, generation);
-    return card;
+    return record && { record, relations: relationsOf(record, edges) };
   }
 
   async create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {

@@ -190,19 +190,38 @@ export class TypesRepository extends Repository {
     return rows.map((r) => ({ parent: r.parent_entity_type_id, child: r.child_entity_type_id, isChildrenListEnabled: r.is_children_list_enabled !== 0 }));
   }
 
+  /**
+   * A page of a list, and the total. The page is read with one row more than asked: when
+   * it does not come back, the page is the last one and the total follows from it, without
+   * a count query (a list of one page, the common case, is one statement). A list without
+   * filter or sort runs a statement compiled once.
+   */
   async list(portalId: number, query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
-    const filtered = this.db
-      .selectFrom('smart_process_types')
-      .where('portal_id', '=', portalId)
-      .where((eb) => eb.and(query.conditions.map((c) => conditionExpression(eb, c))));
-    let page = filtered.select(RECORD_COLUMNS);
-    for (const key of query.sort) {
-      const expression = key.field in COLUMN ? sql.ref(COLUMN[key.field]) : key.field === 'isInitialized' ? sql.lit(1) : flagExpression(key.field as FlagName);
-      page = page.orderBy(expression, key.direction);
+    const filtered = () =>
+      this.db
+        .selectFrom('smart_process_types')
+        .where('portal_id', '=', portalId)
+        .where((eb) => eb.and(query.conditions.map((c) => conditionExpression(eb, c))));
+    let rows: Row[];
+    if (!query.conditions.length && !query.sort.length) {
+      rows = await this.run<Row>('list-plain', () => this.db.selectFrom('smart_process_types').select(RECORD_COLUMNS).where('portal_id', '=', 0).orderBy('id', 'asc').limit(0).offset(0), [portalId, query.limit + 1, query.offset]);
+    } else {
+      let page = filtered().select(RECORD_COLUMNS);
+      for (const key of query.sort) {
+        const expression = key.field in COLUMN ? sql.ref(COLUMN[key.field]) : key.field === 'isInitialized' ? sql.lit(1) : flagExpression(key.field as FlagName);
+        page = page.orderBy(expression, key.direction);
+      }
+      rows = await this.rows<Row>(page.orderBy('id', 'asc').limit(query.limit + 1).offset(query.offset));
     }
-    page = page.orderBy('id', 'asc').limit(query.limit).offset(query.offset);
-    const [rows, [count]] = await Promise.all([this.rows<Row>(page), this.rows<{ total: number }>(filtered.select((eb) => eb.fn.countAll<number>().as('total')))]);
-    return { records: rows.map(toRecord), total: Number(count.total) };
+    const more = rows.length > query.limit;
+    if (more) rows.length = query.limit;
+    let total = query.offset + rows.length;
+    // More rows after the page, or a page past the end (the total may be below the offset): count them.
+    if (more || (rows.length === 0 && query.offset > 0)) {
+      const [count] = await this.rows<{ total: number }>(filtered().select((eb) => eb.fn.countAll<number>().as('total')));
+      total = Number(count.total);
+    }
+    return { records: rows.map(toRecord), total };
   }
 
   async insert(portalId: number, record: TypeRecord): Promise<void> {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
-import { listItemJson, presentListItem } from '../../../domain/smart-process-type/card.js';
+import { listItemsJson } from '../../../domain/smart-process-type/card.js';
 import { TYPE_FIELD_TABLE } from '../../../domain/smart-process-type/fields.js';
 import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
 import { documentationOnly, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS, UncheckedInput } from '../../schemas.js';
@@ -23,20 +23,28 @@ export const ListQueryDoc = Type.Object({
   offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
 });
 
+/**
+ * The answer text of a page the portal gave, by page object: a page the portal keeps
+ * (docs/architecture.md, "Caches") is rendered once. `view` holds what else the text
+ * depends on (a portal may give one page object to queries that differ in select).
+ */
+const renderedPages = new WeakMap<object, { view: string; body: Buffer }>();
+
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
   const { portal, timeZone } = portalCall(request);
   const query = parseListQuery(TYPE_FIELD_TABLE, raw, source, timeZone);
-  const { records, total } = await portal.types.list(query);
-  const items = records.map((record) => {
-    if (!query.select) return listItemJson(record, timeZone);
-    const item = presentListItem(record, timeZone) as Record<string, unknown>;
-    const picked: Record<string, unknown> = {};
-    for (const name of query.select) picked[name] = item[name];
-    return JSON.stringify(picked);
-  });
-  const meta = { total, limit: query.limit, offset: query.offset, hasMore: query.offset + records.length < total };
-  return reply.type('application/json; charset=utf-8').send(`{"success":true,"data":[${items.join(',')}],"meta":${JSON.stringify(meta)}}`);
+  const page = await portal.types.list(query);
+  const view = `${timeZone}|${query.limit}|${query.offset}|${query.select?.join(',') ?? '*'}`;
+  let rendered = renderedPages.get(page);
+  if (!rendered || rendered.view !== view) {
+    const { records, total } = page;
+    const meta = { total, limit: query.limit, offset: query.offset, hasMore: query.offset + records.length < total };
+    // A Buffer: a kept page is sent again without encoding its text each time.
+    rendered = { view, body: Buffer.from(`{"success":true,"data":${listItemsJson(records, timeZone, query.select)},"meta":${JSON.stringify(meta)}}`) };
+    renderedPages.set(page, rendered);
+  }
+  return reply.type('application/json; charset=utf-8').send(rendered.body);
 }
 
 const listRoute: FastifyPluginAsyncTypebox = async (app) => {
