@@ -15,6 +15,7 @@ import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { PortalTokens, SharedTypeCache } from '../../src/portals/local/shared-type-cache.js';
 import { openStore, type Store } from '../../src/store/store.js';
+import { FLAG_NAMES } from '../../src/domain/smart-process-type/fields.js';
 import { openTestStore } from '../helpers/test-store.js';
 import { redisProblem, TEST_REDIS_URL } from '../helpers/services.js';
 
@@ -152,6 +153,49 @@ describe('cards and list pages cached per instance on PostgreSQL + Redis', { ski
       // The cache was in use (else this would prove nothing).
       const tokens = (b.cache() as unknown as { tokens: PortalTokens }).tokens;
       assert.ok(tokens.stats.reads > tokens.stats.batches, `reads shared Redis commands (${tokens.stats.reads} reads, ${tokens.stats.batches} commands)`);
+    } finally {
+      await close();
+    }
+  });
+
+  it('PATCHes of one type from both instances at once, each from its cached card: none is lost, one version each', { timeout: 60_000 }, async () => {
+    const { a, b, close } = await twoInstances();
+    try {
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Flags', entityTypeId: 1080 })).status, 201);
+      const flags = FLAG_NAMES.filter((name) => name !== 'isSetOpenPermissions').slice(0, 12);
+      // Both caches hold the card at version 1 first.
+      await a.call('GET', '/v1/smart-processes/1080');
+      await b.call('GET', '/v1/smart-processes/1080');
+      const answers = await Promise.all(flags.map((name, i) => (i % 2 ? a : b).call('PATCH', '/v1/smart-processes/1080', { [name]: true })));
+      for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.json));
+      for (const via of [a, b]) {
+        const card = (await via.call('GET', '/v1/smart-processes/1080')).json.data;
+        assert.deepEqual(flags.filter((name) => card[name] !== true), [], 'every flag set by some PATCH is on');
+      }
+      const [row] = await a.store.db.selectFrom('smart_process_types').select('version').where('entity_type_id', '=', 1080).execute();
+      assert.equal(row.version, 1 + flags.length, 'one version per PATCH');
+    } finally {
+      await close();
+    }
+  });
+
+  it('a PATCH that starts from a cached card no longer current (the row moved on without the cache hearing of it) is not written from it: the answer shows the row as it is', { timeout: 60_000 }, async () => {
+    const { a, b, close } = await twoInstances();
+    try {
+      const portalId = (await a.store.db.selectFrom('portals').select('id').executeTakeFirstOrThrow()).id;
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'X', entityTypeId: 1090 })).status, 201);
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Y', entityTypeId: 1092 })).status, 201);
+      assert.deepEqual((await b.call('GET', '/v1/smart-processes/1090')).json.data.relations.child, []);
+      // Behind the caches' back (as SQL by hand would): an edge 1090 -> 1092, and both versions moved.
+      await a.store.db.insertInto('type_relations').values({ portal_id: portalId, parent_entity_type_id: 1090, child_entity_type_id: 1092, is_children_list_enabled: 1 }).execute();
+      await a.store.db.updateTable('smart_process_types').set((eb) => ({ version: eb('version', '+', 1) })).where('entity_type_id', 'in', [1090, 1092]).execute();
+      assert.deepEqual((await b.call('GET', '/v1/smart-processes/1090')).json.data.relations.child, [], 'B still serves its card (within the cache lifetime)');
+      const patched = await b.call('PATCH', '/v1/smart-processes/1090', { title: 'X bis' });
+      assert.equal(patched.status, 200);
+      assert.equal(patched.json.data.title, 'X bis');
+      assert.deepEqual(patched.json.data.relations.child.map((r: { entityTypeId: number }) => r.entityTypeId), [1092], 'the relations as stored, not as cached');
+      const [row] = await a.store.db.selectFrom('smart_process_types').select('version').where('entity_type_id', '=', 1090).execute();
+      assert.equal(row.version, 3);
     } finally {
       await close();
     }

@@ -240,26 +240,39 @@ export class LocalTypes implements SmartProcessTypes {
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
     // Types seen at the other end of this type's edges, kept across runs of the transaction (LockOrderRestart).
     const seen = new Set<number>();
+    // PostgreSQL with the shared cache: a PATCH of the type's own fields starts from its card, current as of this request.
+    const start = this.cache?.settle && !patch.relations && patch.code === undefined ? await this.get(entityTypeId) : null;
+    if (start) {
+      assertVersion(start.record, options);
+      if (!scalarChanged(start.record, applyPatch(start.record, patch))) return start;
+    }
     try {
       return await this.transaction(async (scope) => {
         const { types } = scope;
+        if (start) {
+          // One statement: written only if the row is still at the card's version (else the full path below).
+          const written = await types.updateIfVersion(portalId, entityTypeId, start.record.version, {
+            title: patch.title ?? null,
+            flagsMask: patch.flags?.mask ?? 0,
+            flagsValues: patch.flags?.values ?? 0,
+            linkedUserFields: patch.linkedUserFields ?? null,
+            updatedBy: actor.userId,
+            updatedTime: nowSeconds(),
+          });
+          if (written) return { record: written, relations: relationsOf(written, storedEdgesOf(start)) };
+        }
         // Without relations only this type's row is locked: the cheap path of a PATCH.
         const forEdges = patch.relations ? await this.lockForEdgeWrite(scope, entityTypeId, requestedEnds(patch.relations), seen, true) : null;
         const stored = patch.relations ? forEdges : await this.storedForWrite(scope, entityTypeId);
         if (!stored) throw typeNotFound(entityTypeId);
         const { record: current, edges } = stored;
         assertVersion(current, options);
-        const next: TypeRecord = { ...current };
-        if (patch.title !== undefined) next.title = patch.title;
-        if (patch.code !== undefined) next.code = patch.code;
-        if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
-        if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
+        const next = applyPatch(current, patch);
         if (next.code !== null && next.code !== current.code) await this.assertCodeFree(types, next.code, entityTypeId);
 
         const relations = patch.relations ? checkRelations(patch.relations, next.flags, entityTypeId, forEdges!.existing) : {};
         const changedSides = (['parent', 'child'] as const).filter((side) => relations[side] && !sameSide(edges, side, entityTypeId, relations[side]!));
-        const scalarChanged = next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
-        if (!scalarChanged && changedSides.length === 0) return { record: current, relations: relationsOf(current, edges) };
+        if (!scalarChanged(current, next) && changedSides.length === 0) return { record: current, relations: relationsOf(current, edges) };
 
         next.updatedBy = actor.userId;
         next.updatedTime = nowSeconds();
@@ -376,6 +389,20 @@ function otherEndsChanged(before: readonly Edge[], after: readonly Edge[], self:
   for (const [key, edge] of now) if (!was.has(key)) changed.add(edge.parent === self ? edge.child : edge.parent);
   changed.delete(self);
   return [...changed];
+}
+
+/** The record with a PATCH's own fields applied (relations aside). */
+function applyPatch(current: TypeRecord, patch: TypePatch): TypeRecord {
+  const next: TypeRecord = { ...current };
+  if (patch.title !== undefined) next.title = patch.title;
+  if (patch.code !== undefined) next.code = patch.code;
+  if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
+  if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
+  return next;
+}
+
+function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
+  return next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
 }
 
 /** The stored edges behind a card's relations (the predefined ones come from flags). */

@@ -244,6 +244,32 @@ export class TypesRepository extends Repository {
   }
 
   /**
+   * A PATCH of a type's own fields (no relations, no code) in one statement, written only
+   * if the row is still at `version`: the title when given, the flag bits named in the mask,
+   * linkedUserFields when given; the version moves on. Fields the PATCH does not name keep
+   * what the row holds. The row as written, or null when it was not at `version` (changed
+   * or deleted meanwhile).
+   */
+  async updateIfVersion(
+    portalId: number,
+    entityTypeId: number,
+    version: number,
+    change: { title: string | null; flagsMask: number; flagsValues: number; linkedUserFields: number | null; updatedBy: number; updatedTime: number },
+  ): Promise<TypeRecord | null> {
+    const p = (n: number) => sql.raw(this.dialect === 'postgres' ? `$${n}` : '?');
+    const cast = this.dialect === 'postgres' ? sql.raw('::integer') : sql.raw('');
+    const rows = await this.run<Row>(
+      'update-if-version',
+      () => ({
+        compile: () =>
+          sql`update smart_process_types set title = coalesce(${p(1)}, title), title_lower = coalesce(${p(2)}, title_lower), flags = (flags & ~(${p(3)}${cast})) | ${p(4)}${cast}, linked_user_fields = coalesce(${p(5)}${cast}, linked_user_fields), updated_by = ${p(6)}, updated_time = ${p(7)}, version = version + 1 where portal_id = ${p(8)} and entity_type_id = ${p(9)} and version = ${p(10)} returning ${sql.join(RECORD_COLUMNS.map((c) => sql.ref(c)))}`.compile(this.db),
+      }),
+      [change.title, change.title === null ? null : change.title.toLowerCase(), change.flagsMask, change.flagsValues, change.linkedUserFields, change.updatedBy, change.updatedTime, portalId, entityTypeId, version],
+    );
+    return rows.length ? toRecord(rows[0]) : null;
+  }
+
+  /**
    * Moves the version (the ETag) of types whose card changed without their row changing:
    * the other ends of relation edges that were added, removed or changed.
    */
