@@ -245,22 +245,29 @@ export class LocalTypes implements SmartProcessTypes {
     if (start) {
       assertVersion(start.record, options);
       if (!scalarChanged(start.record, applyPatch(start.record, patch))) return start;
-    }
-    try {
-      return await this.transaction(async (scope) => {
-        const { types } = scope;
-        if (start) {
-          // One statement: written only if the row is still at the card's version (else the full path below).
-          const written = await types.updateIfVersion(portalId, entityTypeId, start.record.version, {
+      // One statement, without a transaction around it: written only if the row is still at the card's version.
+      const written = await this.store.write(
+        ({ repos }) =>
+          repos.types.updateIfVersion(portalId, entityTypeId, start.record.version, {
             title: patch.title ?? null,
             flagsMask: patch.flags?.mask ?? 0,
             flagsValues: patch.flags?.values ?? 0,
             linkedUserFields: patch.linkedUserFields ?? null,
             updatedBy: actor.userId,
             updatedTime: nowSeconds(),
-          });
-          if (written) return { record: written, relations: relationsOf(written, storedEdgesOf(start)) };
-        }
+          }),
+        undefined,
+        { singleStatement: true },
+      );
+      if (written) {
+        await this.cache!.settle!(portalId, performance.now());
+        return { record: written, relations: relationsOf(written, storedEdgesOf(start)) };
+      }
+      // Not at that version any more (changed or deleted meanwhile): the full path below.
+    }
+    try {
+      return await this.transaction(async (scope) => {
+        const { types } = scope;
         // Without relations only this type's row is locked: the cheap path of a PATCH.
         const forEdges = patch.relations ? await this.lockForEdgeWrite(scope, entityTypeId, requestedEnds(patch.relations), seen, true) : null;
         const stored = patch.relations ? forEdges : await this.storedForWrite(scope, entityTypeId);

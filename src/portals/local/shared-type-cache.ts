@@ -84,13 +84,12 @@ const TOKEN_TTL_SECONDS = 86_400;
 /**
  * The token of each portal in Redis (`<prefix><portalId>`). Reads are batched: a read
  * joins the next command, which is sent after it was asked for (never one already on its
- * way), at most one command at a time; under load one MGET answers many requests.
+ * way): one MGET per turn of the event loop answers every read that arrived in it.
  */
 export class PortalTokens {
   private readonly instance = crypto.randomBytes(9).toString('base64url');
   private counter = 0;
   private waiting = new Map<number, ((token: string | null) => void)[]>();
-  private busy = false;
   private scheduled = false;
   /** Commands sent (reads, token creations), writes whose token could not be set: for tests and the bench. */
   readonly stats = { reads: 0, batches: 0, bumps: 0 };
@@ -109,7 +108,7 @@ export class PortalTokens {
       const list = this.waiting.get(portalId);
       if (list) list.push(resolve);
       else this.waiting.set(portalId, [resolve]);
-      if (!this.busy && !this.scheduled) {
+      if (!this.scheduled) {
         this.scheduled = true;
         // After the current I/O phase: the reads that arrived in it share the command.
         setImmediate(() => void this.flush());
@@ -119,8 +118,8 @@ export class PortalTokens {
 
   private async flush(): Promise<void> {
     this.scheduled = false;
-    if (this.busy || this.waiting.size === 0) return;
-    this.busy = true;
+    if (this.waiting.size === 0) return;
+    // Commands are pipelined on the connection: one per turn of the event loop, not one per round trip.
     const batch = this.waiting;
     this.waiting = new Map();
     const ids = [...batch.keys()];
@@ -134,8 +133,6 @@ export class PortalTokens {
     ids.forEach((id, i) => {
       for (const resolve of batch.get(id)!) resolve(tokens[i]);
     });
-    this.busy = false;
-    if (this.waiting.size) void this.flush();
   }
 
   private async fetch(ids: number[]): Promise<(string | null)[]> {
