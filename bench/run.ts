@@ -165,7 +165,16 @@ interface Answer {
   headers: Headers;
 }
 
+/** A setup call; a 503 of load shedding (a busy machine) is tried again, up to 10 times, after the retryAfter it names. */
 async function call(base: string, method: string, route: string, key: string | null, body?: unknown): Promise<Answer> {
+  for (let attempt = 1; ; attempt++) {
+    const answer = await callOnce(base, method, route, key, body);
+    if (answer.status !== 503 || answer.json?.error?.code !== 'SERVICE_UNAVAILABLE' || attempt >= 10) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 1000 * (Number(answer.json.error.retryAfter) || 1)));
+  }
+}
+
+async function callOnce(base: string, method: string, route: string, key: string | null, body?: unknown): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (key) headers['x-api-key'] = key;
   if (body !== undefined) headers['content-type'] = 'application/json';
