@@ -11,6 +11,8 @@ export interface Actor {
 export interface WriteOptions {
   /** Optimistic concurrency (beyond the hosted API): the version the client last saw (ETag). */
   ifMatch?: number;
+  /** The card this request found when it checked the type exists; a write may start from it (checking its version), instead of reading it again. */
+  seen?: TypeCard;
 }
 
 /** The smart process types of one portal: the six operations behind /v1/smart-processes. */

@@ -41,7 +41,8 @@ async function twoInstances(options: { redisUrlOfA?: string } = {}) {
   const apps: FastifyInstance[] = [];
   for (const [i, store] of stores.entries()) {
     const redisUrl = i === 0 && options.redisUrlOfA ? options.redisUrlOfA : TEST_REDIS_URL;
-    apps.push(await buildApp({ config: { ...loadConfig({}), redisUrl }, store, logger: false }));
+    // Load shedding off: a busy test machine must not turn reads into 503s here (not what this file is about).
+    apps.push(await buildApp({ config: { ...loadConfig({}), redisUrl, maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0 }, store, logger: false }));
   }
   const portal = await apps[0].services.portals.create({ name: 'Shared', timeZone: 'UTC' });
   const { secret } = await apps[0].services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], userId: 7, requestsPerSecond: null }, null);

@@ -240,8 +240,9 @@ export class LocalTypes implements SmartProcessTypes {
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
     // Types seen at the other end of this type's edges, kept across runs of the transaction (LockOrderRestart).
     const seen = new Set<number>();
-    // PostgreSQL with the shared cache: a PATCH of the type's own fields starts from its card, current as of this request.
-    const start = this.cache?.settle && !patch.relations && patch.code === undefined ? await this.get(entityTypeId) : null;
+    // PostgreSQL with the shared cache: a PATCH of the type's own fields starts from its card as of this request
+    // (the one its existence check found, else read now; the write checks its version).
+    const start = this.cache?.settle && !patch.relations && patch.code === undefined ? (options.seen ?? (await this.get(entityTypeId))) : null;
     if (start) {
       assertVersion(start.record, options);
       if (!scalarChanged(start.record, applyPatch(start.record, patch))) return start;

@@ -2,9 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
+import type { TypeCard } from '../../../domain/smart-process-type/card.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
+
+/** The card the existence check found, per request: the write may start from it (WriteOptions.seen). */
+const seenCards = new WeakMap<object, TypeCard>();
 
 const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.patch('/:entityTypeId', {
@@ -12,7 +16,9 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      if (!(await portalCall(request).portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+      const card = await portalCall(request).portal.types.get(entityTypeId);
+      if (!card) throw typeNotFound(entityTypeId);
+      seenCards.set(request, card);
       if (request.body === undefined) request.body = {};
     },
     schema: {
@@ -30,7 +36,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     const entityTypeId = entityTypeIdFrom(request);
     const { portal, actor, timeZone } = portalCall(request);
     const patch = parsePatchBody(request.body, entityTypeId);
-    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
+    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request), seen: seenCards.get(request) });
     return sendCard(reply, card, timeZone);
   });
 };
