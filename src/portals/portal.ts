@@ -25,6 +25,8 @@ export interface WriteOptions {
   /** Optimistic concurrency (beyond the hosted API): the version the client last saw (ETag). */
   ifMatch?: number;
   context?: RequestContext;
+  /** The card this request found when it checked the type exists; a write may start from it (checking its version), instead of reading it again. */
+  seen?: TypeCard;
 }
 
 /**

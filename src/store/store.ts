@@ -42,6 +42,24 @@ export interface StoreTransaction {
   readonly transactionNumber: number | null;
 }
 
+export interface WriteOptions {
+  /**
+   * `work` runs exactly one statement. PostgreSQL runs it without BEGIN/COMMIT (one
+   * statement is atomic on its own): one round trip, and a row lock held only while the
+   * statement runs. A second statement fails the write (SingleStatementError) before it
+   * is sent. SQLite ignores it (its writes share the group-commit transaction).
+   */
+  singleStatement?: boolean;
+}
+
+/** A write declared `singleStatement` tried to run a second statement: it must run in a transaction (store.write without the option). */
+export class SingleStatementError extends Error {
+  constructor() {
+    super('A write declared singleStatement ran a second statement; run it in a transaction (store.write without singleStatement)');
+    this.name = 'SingleStatementError';
+  }
+}
+
 /** What the store can do, for the layers above it (they never ask which database it is). */
 export interface StoreCapabilities {
   /** Row locks (SELECT ... FOR UPDATE) order concurrent writes: PostgreSQL. SQLite has one writer at a time. */
@@ -66,7 +84,7 @@ export interface Store {
    * conflict. `work` must use only the repositories it is given. `committed` runs right
    * after the COMMIT, before any other request (cache upkeep); its failure is ignored.
    */
-  write<T>(work: (tx: StoreTransaction) => Promise<T>, committed?: (value: T) => void): Promise<T>;
+  write<T>(work: (tx: StoreTransaction) => Promise<T>, committed?: (value: T) => void, options?: WriteOptions): Promise<T>;
   /** What a failure of the store means, or null when it is not the store's (driver-errors.ts). */
   failureOf(error: unknown): StoreFailure | null;
   /** Counters for tests and the fault suite: writes run again after a conflict (deadlock / serialization). */
