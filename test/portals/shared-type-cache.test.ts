@@ -109,6 +109,25 @@ describe('cards and list pages cached per instance on PostgreSQL + Redis', { ski
     }
   });
 
+  it('a PATCH written in one statement from the cached card records its audit entry with it, and a PATCH whose card moved on records none of its own', { timeout: 60_000 }, async () => {
+    const { a, b, close } = await twoInstances();
+    try {
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Audited', entityTypeId: 1050 })).status, 201);
+      assert.equal((await a.call('GET', '/v1/smart-processes/1050')).status, 200); // A keeps the card: its next PATCH starts from it
+      const patched = await a.call('PATCH', '/v1/smart-processes/1050', { title: 'Audited again', isStagesEnabled: true });
+      assert.equal(patched.status, 200, JSON.stringify(patched.json));
+      const history = await b.call('GET', '/v1/smart-processes/1050/history');
+      assert.equal(history.status, 200, JSON.stringify(history.json));
+      const [latest] = history.json.data;
+      assert.equal(latest.action, 'update');
+      assert.deepEqual(latest.changes.title, { before: 'Audited', after: 'Audited again' });
+      assert.deepEqual(latest.changes.isStagesEnabled, { before: false, after: true });
+      assert.equal(history.json.data.length, 2, 'create and one update');
+    } finally {
+      await close();
+    }
+  });
+
   it('hammered: writers on both instances, readers on both; every read that starts after a write was answered shows that write or a later one', { timeout: 120_000 }, async () => {
     const { a, b, close } = await twoInstances();
     try {
