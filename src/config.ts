@@ -23,6 +23,8 @@ export interface Config {
   bitrix24CacheTtlMs: number;
   bitrix24QueueTimeoutMs: number;
   bitrix24CallTimeoutMs: number;
+  /** CORS (src/http/plugins/cors.ts): origins whose pages may call the API; ['*'] = any; [] = CORS off. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -42,6 +44,24 @@ function parseNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min
     throw new ConfigError(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${value}"`);
   }
   return n;
+}
+
+/** CORS_ORIGINS: comma-separated origins (scheme://host[:port], as a browser sends them in Origin) or `*`. */
+function parseCorsOrigins(value: string | undefined): string[] {
+  const origins = (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (origin === '*') continue;
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      /* reported below */
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
+      throw new ConfigError(`CORS_ORIGINS must be "*" or comma-separated origins such as https://app.example.com or http://localhost:5173 (scheme, host and port only, no path or trailing slash), got "${origin}"${parsed && /^https?:$/.test(parsed.protocol) ? `; did you mean "${parsed.origin}"?` : ''}`);
+    }
+  }
+  return origins.includes('*') ? ['*'] : [...new Set(origins)];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -68,5 +88,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24CacheTtlMs: parseNumber(env, 'BITRIX24_CACHE_TTL_MS', 30_000, 0, 3_600_000),
     bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
+    corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
   };
 }
