@@ -55,7 +55,9 @@ export interface TestAppOptions {
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const testStore = openTestStore({ port: options.storePort });
-  const config: Config = { ...loadConfig({}), redisUrl: null, ...options.config };
+  // Load shedding off unless a test sets it (test/server/under-pressure.test.ts): a busy test machine delays the
+  // event loop by more than the default 1 s, and every specification would then see 503 SERVICE_UNAVAILABLE.
+  const config: Config = { ...loadConfig({}), redisUrl: null, maxEventLoopDelayMs: 0, ...options.config };
   const secretBox = new SecretBox(crypto.randomBytes(32));
   const app = await buildApp({ config, store: testStore.store, logger: options.logger ?? false, keyCacheTtlMs: options.keyCacheTtlMs, secretBox });
   const { keys, portals } = app.services;

@@ -8,8 +8,6 @@ import { createTestApp, type TestApp } from '../helpers/app.js';
 import { chromiumSkip, launchChromium } from '../helpers/chromium.js';
 
 const PAGE_ORIGIN_HOST = '127.0.0.1';
-/** Load shedding off: these specifications are about headers, and the test machine may be busy. */
-const QUIET = { maxEventLoopDelayMs: 0 };
 
 interface RawAnswer {
   status: number;
@@ -84,7 +82,7 @@ describe('CORS off (the default)', () => {
   let t: TestApp;
   let base: string;
   before(async () => {
-    t = await createTestApp({ config: QUIET });
+    t = await createTestApp();
     base = await listening(t);
   });
   after(() => t.close());
@@ -104,7 +102,7 @@ describe('CORS with listed origins', () => {
   let base: string;
   const ORIGIN = 'https://app.example.com';
   before(async () => {
-    t = await createTestApp({ config: { ...QUIET, corsOrigins: [ORIGIN, 'http://localhost:5173'] } });
+    t = await createTestApp({ config: { corsOrigins: [ORIGIN, 'http://localhost:5173'] } });
     base = await listening(t);
     await t.call('POST', '/v1/smart-processes', { title: 'Supply contracts', entityTypeId: 1050 });
   });
@@ -177,7 +175,7 @@ describe('CORS with listed origins', () => {
 
 describe('CORS_ORIGINS=*', () => {
   it('allows any origin with Access-Control-Allow-Origin: *', async () => {
-    const t = await createTestApp({ config: { ...QUIET, corsOrigins: ['*'] } });
+    const t = await createTestApp({ config: { corsOrigins: ['*'] } });
     try {
       const base = await listening(t);
       const preflight = await raw(base, 'OPTIONS', '/v1/smart-processes', { origin: 'https://anyone.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-api-key' });
@@ -201,8 +199,8 @@ describe('a browser page on another origin (headless Chromium)', chromiumSkip, (
         done();
       },
     });
-    const allowed = await createTestApp({ config: { ...QUIET, corsOrigins: [pages.origin] }, logger: { level: 'info', stream } as never });
-    const other = await createTestApp({ config: { ...QUIET, corsOrigins: ['https://someone-else.example'] } });
+    const allowed = await createTestApp({ config: { corsOrigins: [pages.origin] }, logger: { level: 'info', stream } as never });
+    const other = await createTestApp({ config: { corsOrigins: ['https://someone-else.example'] } });
     const browser = await launchChromium();
     try {
       const api = await listening(allowed);

@@ -50,7 +50,7 @@ async function tryItOut(page: Page, operationId: string, tag = 'Smart_processes'
 
 describe('/docs in a real browser (headless Chromium)', chromiumSkip, () => {
   it('authorize with a personal key, run the PATCH example as offered: 200; then with an application key and a session: 200; no console errors', async () => {
-    const t = await createTestApp({ config: { maxEventLoopDelayMs: 0 } });
+    const t = await createTestApp();
     const browser = await launchChromium();
     try {
       await t.app.listen({ port: 0, host: '127.0.0.1' });
