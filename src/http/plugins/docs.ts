@@ -28,7 +28,7 @@ const PORTAL_SECURITY: Record<string, string[]>[] = [{ ApiKey: [] }, { ApiKey: [
 const MANAGEMENT_SECURITY: Record<string, string[]>[] = [{ ApiKey: [] }];
 
 /** The security requirements of a route, from its access configuration (absent: a public route). */
-export function securityOf(access: RouteAccess | undefined): Record<string, string[]>[] {
+function securityOf(access: RouteAccess | undefined): Record<string, string[]>[] {
   if (!access) return [];
   return access.kind === 'management' ? MANAGEMENT_SECURITY : PORTAL_SECURITY;
 }
@@ -57,8 +57,8 @@ const OPERATION_IDS: Record<string, string> = {
   'POST /v1/sessions': 'createSession',
 };
 
-/** `PATCH /v1/keys/:id/rotate` → `patchKeysByIdRotate`: unique, as method and path are. */
-export function operationIdOf(method: string, url: string): string {
+/** A route's operationId: its name above, else one made from method and path (`POST /v1/batch` → `postBatch`, `GET /v1/oauth/poll` → `getOauthPoll`), unique as they are. */
+function operationIdOf(method: string, url: string): string {
   const path = url.replace(/\/$/, '');
   const named = OPERATION_IDS[`${method} ${path}`];
   if (named) return named;
