@@ -11,6 +11,7 @@ import { KeyRateLimiter } from './access/rate-limiter.js';
 import { RedisConnection } from './access/redis.js';
 import type { Config } from './config.js';
 import authPlugin from './http/plugins/auth.js';
+import corsPlugin from './http/plugins/cors.js';
 import docsPlugin from './http/plugins/docs.js';
 import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
 import pressurePlugin from './http/plugins/pressure.js';
@@ -157,6 +158,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(errorsPlugin);
+  // After the errors plugin: a preflight answer carries X-Request-Id too. Off unless CORS_ORIGINS is set.
+  if (config.corsOrigins.length) await app.register(corsPlugin, { origins: config.corsOrigins });
   await app.register(pressurePlugin, { config });
   await app.register(docsPlugin, { version });
   await app.register(authPlugin, { access: services.access });

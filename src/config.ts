@@ -33,6 +33,8 @@ export interface Config {
    * null: http://HOST:PORT of the listening socket.
    */
   publicUrl: string | null;
+  /** CORS (src/http/plugins/cors.ts): origins whose pages may call the API; ['*'] = any; [] = CORS off. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -74,6 +76,24 @@ function parsePublicUrl(value: string | undefined): string | null {
   return url.toString().replace(/\/+$/, '');
 }
 
+/** CORS_ORIGINS: comma-separated origins (scheme://host[:port], as a browser sends them in Origin) or `*`. */
+function parseCorsOrigins(value: string | undefined): string[] {
+  const origins = (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (origin === '*') continue;
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      /* reported below */
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin) {
+      throw new ConfigError(`CORS_ORIGINS must be "*" or comma-separated origins such as https://app.example.com or http://localhost:5173 (scheme, host and port only, no path or trailing slash), got "${origin}"${parsed && /^https?:$/.test(parsed.protocol) ? `; did you mean "${parsed.origin}"?` : ''}`);
+    }
+  }
+  return origins.includes('*') ? ['*'] : [...new Set(origins)];
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const trustProxy = env.TRUST_PROXY?.trim();
   const headersTimeoutMs = parseNumber(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
@@ -101,5 +121,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
     auditRetentionDays: parseNumber(env, 'AUDIT_RETENTION_DAYS', 90, 0, 36_500),
     publicUrl: parsePublicUrl(env.PUBLIC_URL),
+    corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
   };
 }

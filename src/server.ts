@@ -23,15 +23,19 @@ export async function startServer(config: Config, options: { logger?: boolean | 
   }
 }
 
-export function banner(server: RunningServer, config: Config): string {
+/** What the first start prints: where the server listens, and the personal key as it is stored (its scopes, mode, user, limit). */
+export async function banner(server: RunningServer, config: Config): Promise<string> {
   const lines = [`smartproc ${version} listening on ${server.url} (${server.app.services.store.describe})`, `API reference: ${server.url}/docs`];
   if (server.bootstrap) {
     const b = server.bootstrap;
+    const [key] = await server.app.services.keys.list({ portalId: b.portalId, kind: 'personal' });
+    const limit = key.requestsPerSecond === null ? 'no rate limit' : `${key.requestsPerSecond} requests per second`;
     lines.push(
       '',
       `First start: created local portal ${b.portalId}, a management key and a personal key.`,
       `Both secrets are saved in ${b.file} (readable by its owner only).`,
-      `Personal key (scope crm, user 1): ${b.personalKey}`,
+      `Personal key (scopes ${key.scopes.join(', ')}; ${key.accessMode}; user ${key.userId}; ${limit}): ${b.personalKey}`,
+      `Change its limit: npm run smartproc -- keys update ${key.id} --rps 50 (or --no-limit), or PATCH /v1/keys/${key.id} {"requestsPerSecond": 50} with the management key.`,
       '',
       `  curl ${server.url}/v1/smart-processes -H "X-Api-Key: ${b.personalKey}"`,
       '',

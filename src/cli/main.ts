@@ -67,7 +67,7 @@ program
   .action(async () => {
     const config = loadConfig();
     const server = await startServer(config);
-    console.log(banner(server, config));
+    console.log(await banner(server, config));
     closeOnSignals(server.app);
   });
 

@@ -133,6 +133,18 @@ export function assertSafeInput(value: unknown, location: string): void {
   if (problems.length) throw validationError(problems);
 }
 
+/** Annotation of a PositiveInt32Param schema: the OpenAPI document shows the parameter as an integer (src/http/plugins/docs.ts). */
+export const POSITIVE_INT32_PARAM = 'x-positive-int32';
+
+/**
+ * The schema of a path parameter checked with positiveInt32Param: any text passes the
+ * schema, as the route checks it itself after the access check (contract §4 order, and
+ * `search`/`fields` answered 405); documented as an integer from 1 to INT32_MAX.
+ */
+export function PositiveInt32Param(options: { description?: string; example?: number } = {}) {
+  return Type.String({ ...(options.description ? { description: options.description } : {}), [POSITIVE_INT32_PARAM]: { minimum: 1, maximum: INT32_MAX, ...(options.example ? { example: options.example } : {}) } });
+}
+
 /**
  * A positive integer path parameter (entityTypeId, portal id): digits only, 1..INT32_MAX;
  * anything else is 400 naming the range. A value in the range is then merely absent (404)

@@ -71,16 +71,36 @@ export function listEnvelope<T extends TSchema>(item: T) {
   return Type.Object({ success: Type.Literal(true), data: Type.Array(item), meta: ListMetaSchema }, { description: 'A page of results' });
 }
 
-/** Error answers of a route, grouped by status, each listing its codes from the error table. */
+/** An example error answer of a code, for the OpenAPI document: the table's explanation as the message and its remedy as the hint. */
+export function errorExample(code: ErrorCode) {
+  const { status, when, action } = ERROR_TABLE[code];
+  return {
+    success: false,
+    error: {
+      code,
+      message: when,
+      hint: action,
+      ...(code === 'VALIDATION_ERROR' ? { details: [{ location: 'body.isStageEnabled', message: 'unknown field', fix: 'did you mean "isStagesEnabled"?' }] } : {}),
+      ...(status === 429 || status === 503 || status === 504 ? { retryAfter: 1 } : {}),
+      requestId: 'req_5f0c2a9e41b7d386',
+    },
+  };
+}
+
+/** Error answers of a route, grouped by status, each listing its codes from the error table with an example of each. */
 export function errorResponses(codes: ErrorCode[]): Record<number, unknown> {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of [...codes, 'INTERNAL_ERROR' as const]) {
+  for (const code of new Set([...codes, 'INTERNAL_ERROR' as const])) {
     const status = ERROR_TABLE[code].status;
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }
   const out: Record<number, unknown> = {};
   for (const [status, list] of byStatus) {
-    out[status] = Type.Ref('ErrorEnvelope', { description: list.map((c) => `${c}: ${ERROR_TABLE[c].when}`).join('\n\n') });
+    out[status] = Type.Ref('ErrorEnvelope', {
+      description: list.map((c) => `${c}: ${ERROR_TABLE[c].when}`).join('\n\n'),
+      // @fastify/swagger moves x-examples to the answer's media type: Swagger UI offers one example per code.
+      'x-examples': Object.fromEntries(list.map((c) => [c, { summary: c, value: errorExample(c) }])),
+    });
   }
   return out;
 }

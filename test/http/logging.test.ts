@@ -15,7 +15,7 @@ describe('logs', () => {
       },
     });
     const testStore = openTestStore();
-    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store: testStore.store, logger: { level: 'error', stream } as never });
+    const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null, maxEventLoopDelayMs: 0 }, store: testStore.store, logger: { level: 'error', stream } as never });
     try {
       const { keys, portals } = app.services;
       const portal = await portals.create({ name: 'Logs' });

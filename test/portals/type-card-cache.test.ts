@@ -20,7 +20,7 @@ const run = TEST_DIALECT === 'sqlite' ? {} : { skip: 'the card cache exists only
 async function cacheFixture(options: { file?: boolean } = {}) {
   const file = options.file ? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-cache-')), 'store.db') : ':memory:';
   const store = openStore({ databaseUrl: null, dataDir: '.', sqliteFile: file });
-  const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null }, store, logger: false });
+  const app = await buildApp({ config: { ...loadConfig({}), redisUrl: null, maxEventLoopDelayMs: 0 }, store, logger: false });
   const other = options.file ? new Sqlite(file) : null;
   const record = await app.services.portals.create({ name: 'Cache' });
   const { secret } = await app.services.keys.create({ kind: 'personal', portalId: record.id, scopes: ['crm'], requestsPerSecond: null }, null);

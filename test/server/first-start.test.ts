@@ -17,7 +17,7 @@ function tempDir() {
 describe('first start on an empty store', run, () => {
   it('creates a local portal, a management key and a personal key, and writes them to an owner-only file', async () => {
     const dataDir = tempDir();
-    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0' }) }, { logger: false });
+    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0', MAX_EVENT_LOOP_DELAY_MS: '0' }) }, { logger: false });
     try {
       assert.ok(server.bootstrap);
       const file = path.join(dataDir, 'bootstrap-keys.json');
@@ -38,7 +38,7 @@ describe('first start on an empty store', run, () => {
     } finally {
       await server.app.close();
     }
-    const again = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0' }) }, { logger: false });
+    const again = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0', MAX_EVENT_LOOP_DELAY_MS: '0' }) }, { logger: false });
     assert.equal(again.bootstrap, null, 'a second start does not bootstrap again');
     await again.app.close();
   });
@@ -46,7 +46,7 @@ describe('first start on an empty store', run, () => {
   it('SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY sets the management key of the first start', async () => {
     const dataDir = tempDir();
     const chosen = 'vibe_live_' + 'Ab3'.repeat(12);
-    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0', SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: chosen }) }, { logger: false });
+    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0', MAX_EVENT_LOOP_DELAY_MS: '0', SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: chosen }) }, { logger: false });
     try {
       assert.equal(server.bootstrap?.managementKey, chosen);
       const res = await fetch(`${server.url}/v1/portals`, { headers: { 'X-Api-Key': chosen } });
@@ -58,7 +58,7 @@ describe('first start on an empty store', run, () => {
 
   it('refuses a bootstrap management key without the prefix or too short, with a clear message', async () => {
     for (const bad of ['my-secret', 'vibe_live_short', 'vibe_api_' + 'a'.repeat(40)]) {
-      await assert.rejects(startServer({ ...loadConfig({ DATA_DIR: tempDir(), PORT: '0', SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: bad }) }, { logger: false }), (error: Error) => {
+      await assert.rejects(startServer({ ...loadConfig({ DATA_DIR: tempDir(), PORT: '0', MAX_EVENT_LOOP_DELAY_MS: '0', SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: bad }) }, { logger: false }), (error: Error) => {
         assert.ok(error instanceof BootstrapError);
         assert.match(error.message, /vibe_live_/);
         return true;
@@ -69,9 +69,9 @@ describe('first start on an empty store', run, () => {
     const dataDir = tempDir();
     // The keys file cannot be written (a folder stands in its place): the first start must fail whole.
     fs.mkdirSync(path.join(dataDir, 'bootstrap-keys.json'));
-    await assert.rejects(startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0' }) }, { logger: false }));
+    await assert.rejects(startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0', MAX_EVENT_LOOP_DELAY_MS: '0' }) }, { logger: false }));
     fs.rmdirSync(path.join(dataDir, 'bootstrap-keys.json'));
-    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0' }) }, { logger: false });
+    const server = await startServer({ ...loadConfig({ DATA_DIR: dataDir, PORT: '0', MAX_EVENT_LOOP_DELAY_MS: '0' }) }, { logger: false });
     try {
       assert.ok(server.bootstrap, 'the second start bootstraps');
       const saved = JSON.parse(fs.readFileSync(path.join(dataDir, 'bootstrap-keys.json'), 'utf8'));

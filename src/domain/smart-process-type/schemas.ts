@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { Int32, MAX_RELATIONS_PER_SIDE, Nullable } from '../input-rules.js';
+import { Int32, MAX_RELATIONS_PER_SIDE, Nullable, PositiveInt32Param } from '../input-rules.js';
 import { FIELD_TYPES, type FieldSpec, type FieldType } from '../field-table.js';
 import { CODE_MAX_LENGTH, ECHOED_READ_ONLY_FIELDS, FLAG_FIELDS, LINKED_USER_FIELDS, TYPE_FIELDS } from './fields.js';
 
@@ -73,7 +73,8 @@ export const CreateTypeBodySchema = Type.Object(
     linkedUserFields: Type.Optional(LinkedUserFieldsInputSchema),
     ...echoedReadOnly,
   },
-  { additionalProperties: false },
+  // The example of the OpenAPI document (/docs): the README's first type, the one the seed's PATCH example edits.
+  { additionalProperties: false, examples: [{ title: 'Supply contracts', entityTypeId: 1050, isStagesEnabled: true }] },
 );
 export type CreateTypeBody = Static<typeof CreateTypeBodySchema>;
 
@@ -88,7 +89,8 @@ export const PatchTypeBodySchema = Type.Object(
     linkedUserFields: Type.Optional(LinkedUserFieldsInputSchema),
     ...echoedReadOnly,
   },
-  { additionalProperties: false },
+  // The example of the OpenAPI document (/docs): the seed's PATCH body, as the hosted API's guide sends it.
+  { additionalProperties: false, examples: [{ title: 'Supply contracts (updated name)', code: 'supply_contracts', isAutomationEnabled: false }] },
 );
 export type PatchTypeBody = Static<typeof PatchTypeBodySchema>;
 
@@ -126,5 +128,5 @@ export const FieldsAnswerSchema = Type.Object({
 });
 
 export const EntityTypeIdParamsSchema = Type.Object({
-  entityTypeId: Type.String({ description: 'Entity type ID. List: GET /v1/smart-processes' }),
+  entityTypeId: PositiveInt32Param({ description: 'Entity type ID. List: GET /v1/smart-processes', example: 1050 }),
 });

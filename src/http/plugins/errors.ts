@@ -188,6 +188,8 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
   const knownRoutes = FindMyWay({ ignoreTrailingSlash: true });
   const noop = () => undefined;
   app.addHook('onRoute', (route) => {
+    // A catch-all route (@fastify/cors's `OPTIONS *` for preflights) serves no resource: it makes no path known.
+    if (route.url === '*') return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
       try {

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { ACCESS_MODES, KEY_KINDS, PORTAL_KINDS } from '../../domain/records.js';
 import { MAX_GRACE_SECONDS } from '../../access/keys-service.js';
-import { Int32, Nullable, SafeText } from '../../domain/input-rules.js';
+import { Int32, Nullable, PositiveInt32Param, SafeText } from '../../domain/input-rules.js';
 
 const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
 const AllowedIps = Type.Array(Type.String({ maxLength: 64 }), { maxItems: 200, description: 'IPv4/IPv6 addresses and CIDRs; empty = any' });
@@ -129,3 +129,4 @@ export const SessionSchema = Type.Object({
 });
 
 export const IdParamsSchema = Type.Object({ id: SafeText() });
+export const PortalIdParamsSchema = Type.Object({ id: PositiveInt32Param({ description: 'Portal id. List: GET /v1/portals', example: 1 }) });

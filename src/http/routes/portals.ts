@@ -6,7 +6,7 @@ import { positiveInt32Param } from '../../domain/input-rules.js';
 
 import { auditContextOf } from '../plugins/auth.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS, NoContentSchema } from '../schemas.js';
-import { CreatePortalBodySchema, IdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
+import { CreatePortalBodySchema, PortalIdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
 import { isoTime, type PortalRecord } from '../../domain/records.js';
 
 const READ: RouteAccess = { kind: 'management', scope: 'vibe:mgmt:portals' };
@@ -41,12 +41,12 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/:id', {
     config: { access: READ },
-    schema: { tags, summary: 'Get a portal', params: IdParamsSchema, response: { 200: dataEnvelope(PortalSchema), ...errors('VALIDATION_ERROR', 'ENTITY_NOT_FOUND') } },
+    schema: { tags, summary: 'Get a portal', params: PortalIdParamsSchema, response: { 200: dataEnvelope(PortalSchema), ...errors('VALIDATION_ERROR', 'ENTITY_NOT_FOUND') } },
   }, async (request) => ({ success: true as const, data: presentPortal(await portals.get(portalId(request.params))) }));
 
   app.patch('/:id', {
     config: { access: WRITE },
-    schema: { tags, summary: 'Rename a portal, change its time zone, or replace a bitrix24 portal\'s credentials or limits', params: IdParamsSchema, body: UpdatePortalBodySchema, response: { 200: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', 'BITRIX_ERROR', 'BITRIX_UNAVAILABLE', ...BODY_ERRORS) } },
+    schema: { tags, summary: 'Rename a portal, change its time zone, or replace a bitrix24 portal\'s credentials or limits', params: PortalIdParamsSchema, body: UpdatePortalBodySchema, response: { 200: dataEnvelope(PortalSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', 'BITRIX_ERROR', 'BITRIX_UNAVAILABLE', ...BODY_ERRORS) } },
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },
@@ -56,7 +56,7 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { access: WRITE },
     schema: {
       tags, summary: 'Delete a portal; one with keys or types only with ?force=true',
-      params: IdParamsSchema,
+      params: PortalIdParamsSchema,
       querystring: Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }, { additionalProperties: false }),
       response: { 204: NoContentSchema(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'ENTITY_NOT_FOUND', 'PORTAL_NOT_EMPTY') },
     },
