@@ -27,6 +27,10 @@ import { loadSecretBox, migrate, openStore, type SecretBox, type Store } from '.
 import { Bitrix24Portal } from './portals/bitrix24/bitrix24-portal.js';
 import { Bitrix24PortalSetup } from './portals/bitrix24/bitrix24-portals.js';
 import { PortalBudgets } from './portals/bitrix24/budget.js';
+import operationsRoutes from './http/routes/operations.js';
+import { Metrics } from './observability/metrics.js';
+import { Readiness } from './observability/readiness.js';
+import { RequestObserver, withRedaction } from './observability/request-log.js';
 
 /** package.json is one level up from src/ and two from dist/src/. */
 function packageVersion(): string {
@@ -60,8 +64,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrate(store);
+  const metrics = new Metrics({ version, store: store.dialect });
   const app = Fastify({
-    logger: options.logger ?? { level: config.logLevel },
+    // Secrets are censored in every line (LOG_REDACT); one line per request (RequestObserver, which also feeds the metrics).
+    logger: withRedaction(options.logger ?? { level: config.logLevel }),
+    logController: new RequestObserver(metrics),
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
@@ -94,7 +101,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   let box = options.secretBox ?? null;
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
-  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs };
+  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, observer: metrics };
   const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
   const services: Services = {
     store,
@@ -104,7 +111,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     portalRegistry,
   };
   app.decorate('services', services);
+  app.decorate('metrics', metrics);
+  metrics.watch({
+    keyCache: services.access.cacheStats.keys,
+    sessionCache: services.access.cacheStats.sessions,
+    rateLimitRefusals: () => services.access.stats.rateLimited,
+    conflictRetries: () => store.stats.conflictRetries,
+  });
+  const writes = store.writes;
+  if (writes) writes.onBatch = (size) => metrics.writeBatch(size);
   app.addHook('onClose', async () => {
+    if (writes?.onBatch) writes.onBatch = null;
     await bus.stop();
     connection?.disconnect();
     if (!options.store) await store.close();
@@ -132,6 +149,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(keyRoutes, { prefix: '/v1/keys' });
   await app.register(portalRoutes, { prefix: '/v1/portals' });
   await app.register(sessionRoutes, { prefix: '/v1/sessions' });
+  await app.register(operationsRoutes, { readiness: new Readiness(store, redis), metrics });
   app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();
   return app;

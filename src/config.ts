@@ -23,6 +23,9 @@ export interface Config {
   bitrix24CacheTtlMs: number;
   bitrix24QueueTimeoutMs: number;
   bitrix24CallTimeoutMs: number;
+  /** GET /metrics without a key on this port (null: off; the main port serves it to management keys); bound to metricsHost. */
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 export class ConfigError extends Error {}
@@ -68,5 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24CacheTtlMs: parseNumber(env, 'BITRIX24_CACHE_TTL_MS', 30_000, 0, 3_600_000),
     bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
+    metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT.trim() === '' ? null : parseNumber(env, 'METRICS_PORT', 0, 0, 65535),
+    metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
   };
 }

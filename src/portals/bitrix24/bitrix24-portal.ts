@@ -33,6 +33,7 @@ import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { checkRelations } from '../../domain/smart-process-type/relations.js';
 import { ApiError, typeNotFound } from '../../errors.js';
+import type { Bitrix24Observer } from '../../observability/metrics.js';
 import type { SecretBox, Store } from '../../store/store.js';
 import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
 import { DEFAULT_BUDGET_LIMITS, type PortalBudget, type PortalBudgets } from './budget.js';
@@ -60,7 +61,7 @@ import {
 } from './native-mapping.js';
 import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth.js';
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
-import { Bitrix24Error, type Bitrix24RestClient, type CallResult } from './rest-client.js';
+import { Bitrix24Error, type Bitrix24RestClient, type CallResult, type OAuthCallAuth } from './rest-client.js';
 
 export interface Bitrix24PortalDeps {
   store: Store;
@@ -72,6 +73,8 @@ export interface Bitrix24PortalDeps {
   cacheTtlMs: number;
   /** Per-call timeout (ms). */
   callTimeoutMs: number;
+  /** Told of calls, failures, budget waits and cache lookups (GET /metrics); none in some tests. */
+  observer?: Bitrix24Observer;
 }
 
 /**
@@ -123,7 +126,7 @@ class PortalCache {
   private readonly loading = new Map<string, Promise<unknown>>();
   private generation = 0;
 
-  constructor(private readonly ttlMs: number) {}
+  constructor(private readonly ttlMs: number, private readonly onLookup: (hit: boolean) => void = () => {}) {}
 
   peek<T>(key: string): T | undefined {
     const entry = this.values.get(key);
@@ -135,14 +138,17 @@ class PortalCache {
     const hit = this.peek<T>(key);
     if (hit !== undefined) {
       bitrix24CacheStats.hits++;
+      this.onLookup(true);
       return hit;
     }
     const pending = this.loading.get(key);
     if (pending) {
       bitrix24CacheStats.hits++;
+      this.onLookup(true);
       return pending as Promise<T>;
     }
     bitrix24CacheStats.misses++;
+    this.onLookup(false);
     const generation = this.generation;
     const promise = load().then(
       (value) => {
@@ -204,7 +210,9 @@ export class Bitrix24Types implements SmartProcessTypes {
   constructor(private readonly portal: Bitrix24Portal, private readonly deps: Bitrix24PortalDeps) {
     this.record = portal.record;
     this.budget = deps.budgets.get(budgetNameOf(this.record), this.record.bitrix24?.limits ?? DEFAULT_BUDGET_LIMITS);
-    this.cache = new PortalCache(deps.cacheTtlMs);
+    const { observer } = deps;
+    const portalId = this.record.id;
+    this.cache = new PortalCache(deps.cacheTtlMs, observer ? (hit) => observer.cache(portalId, hit) : undefined);
   }
 
   // ------------------------------------------------------------------ transport
@@ -250,7 +258,8 @@ export class Bitrix24Types implements SmartProcessTypes {
   /** One method call: token manager → budget → client; repeated per `retry` with back-off. */
   private async call<T>(method: string, params: Record<string, unknown>, retry: Retry): Promise<CallResult<T>> {
     const { client, tokens } = await this.connect();
-    const once = () => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }))) : this.budget.run(method, () => client.call<T>(method, params)));
+    const send = (auth?: OAuthCallAuth) => this.observed(method, () => client.call<T>(method, params, auth ? { auth } : {}));
+    const once = () => (tokens ? tokens.withToken((auth) => send(auth)) : send());
     for (let attempt = 1; ; attempt++) {
       try {
         return await once();
@@ -262,6 +271,38 @@ export class Bitrix24Types implements SmartProcessTypes {
         await sleep(150 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
       }
     }
+  }
+
+  /** One call inside the portal's budget, told to the observer: queue length and wait, the call, its failure. */
+  private observed<T>(method: string, fn: () => Promise<T>): Promise<T> {
+    const observer = this.deps.observer;
+    if (!observer) return this.budget.run(method, fn);
+    const portalId = this.record.id;
+    const entered = performance.now();
+    let waiting = true;
+    observer.queued(portalId, 1);
+    const stopWaiting = () => {
+      if (!waiting) return false;
+      waiting = false;
+      observer.queued(portalId, -1);
+      return true;
+    };
+    return this.budget
+      .run(method, async () => {
+        if (stopWaiting()) observer.waited(portalId, (performance.now() - entered) / 1000);
+        observer.call(portalId, method);
+        try {
+          return await fn();
+        } catch (error) {
+          if (error instanceof Bitrix24Error) observer.error(portalId, method, error.kind);
+          throw error;
+        }
+      })
+      .catch((error: unknown) => {
+        if (error instanceof ApiError && error.code === 'QUEUE_TIMEOUT') observer.error(portalId, method, 'queue_timeout');
+        throw error;
+      })
+      .finally(stopWaiting);
   }
 
   private fail(error: unknown, context: { entityTypeId?: number; write?: boolean } = {}): unknown {
