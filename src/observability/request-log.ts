@@ -38,9 +38,13 @@ export function maskPath(url: string): string {
   return path.replace(SECRET_TOKEN, (token) => `${token.slice(0, token.indexOf('_', 5) + 1)}***`).replace(WEBHOOK_SECRET, '$1***');
 }
 
-/** The logger options of buildApp: the caller's (level, stream...) with LOG_REDACT added. */
+/**
+ * The logger options of buildApp: the caller's (level, stream...) with LOG_REDACT added.
+ * "No logging" is a silent logger, not none: Fastify runs the request observer (metrics
+ * included) only when a logger exists.
+ */
 export function withRedaction(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
-  if (!logger) return logger;
+  if (!logger) return { level: 'silent' };
   if (logger === true) return { redact: LOG_REDACT };
   return { redact: LOG_REDACT, ...logger };
 }

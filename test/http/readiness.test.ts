@@ -12,6 +12,8 @@ import { TEST_REDIS_URL, redisProblem } from '../helpers/services.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { TEST_DATABASE_URL } from '../helpers/test-store.js';
 
+/** Load shedding off: on a busy test machine it would answer 503 where these specs expect 200. */
+const NOT_SHED = { config: { maxEventLoopDelayMs: 0 } };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const ready = (t: TestApp) => t.app.inject({ method: 'GET', url: '/ready' });
 
@@ -37,7 +39,7 @@ function failing(res: LightMyRequestResponse): Record<string, string> {
 
 describe('GET /health and GET /ready', () => {
   it('a healthy server without Redis: /health 200 alive, /ready 200 with store, migrations ok and redis "not configured"; no key needed', async () => {
-    const t = await createTestApp();
+    const t = await createTestApp(NOT_SHED);
     try {
       const health = await t.app.inject({ method: 'GET', url: '/health' });
       assert.equal(health.statusCode, 200, health.body);
@@ -51,7 +53,7 @@ describe('GET /health and GET /ready', () => {
   });
 
   it('migrations pending (the store lacks the newest migration this version knows): 503 naming the migration; 200 again once it is recorded', async () => {
-    const t = await createTestApp();
+    const t = await createTestApp(NOT_SHED);
     const { store } = t.app.services;
     const table = store.dialect === 'postgres' ? sql.table(`${store.schema}.kysely_migration`) : sql.table('kysely_migration');
     try {
@@ -73,7 +75,7 @@ describe('GET /health and GET /ready', () => {
       // PostgreSQL: a real outage, the connections to it cut and new ones refused.
       const url = new URL(TEST_DATABASE_URL);
       const proxy = await TcpProxy.start({ host: url.hostname, port: Number(url.port || 5432) });
-      const t = await createTestApp({ storePort: proxy.port });
+      const t = await createTestApp({ ...NOT_SHED, storePort: proxy.port });
       try {
         assert.equal((await ready(t)).statusCode, 200);
         await proxy.cut();
@@ -92,7 +94,7 @@ describe('GET /health and GET /ready', () => {
       }
     } else {
       // SQLite: its one connection held by something that does not finish: the check gives up after its timeout.
-      const t = await createTestApp();
+      const t = await createTestApp(NOT_SHED);
       let release!: () => void;
       const held = t.app.services.store.db.connection().execute(() => new Promise<void>((resolve) => (release = resolve)));
       try {
@@ -115,7 +117,7 @@ describe('GET /health and GET /ready', () => {
   it('Redis configured but unreachable from the start: 503 naming redis only (the server itself still serves requests)', async () => {
     const closed = await TcpProxy.start({ host: '127.0.0.1', port: 9 });
     await closed.cut(); // a port of 127.0.0.1 that refuses connections
-    const t = await createTestApp({ config: { redisUrl: `redis://127.0.0.1:${closed.port}` } });
+    const t = await createTestApp({ config: { maxEventLoopDelayMs: 0, redisUrl: `redis://127.0.0.1:${closed.port}` } });
     try {
       const failed = failing(await ready(t));
       assert.deepEqual(Object.keys(failed), ['redis']);
@@ -131,7 +133,7 @@ describe('GET /health and GET /ready', () => {
     if (problem) return ctx.skip(`needs Redis at ${TEST_REDIS_URL}: ${problem}`);
     const target = new URL(TEST_REDIS_URL);
     const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port || 6379) });
-    const t = await createTestApp({ config: { redisUrl: `redis://127.0.0.1:${proxy.port}` } });
+    const t = await createTestApp({ config: { maxEventLoopDelayMs: 0, redisUrl: `redis://127.0.0.1:${proxy.port}` } });
     try {
       const up = await ready(t);
       assert.equal(up.statusCode, 200, up.body);

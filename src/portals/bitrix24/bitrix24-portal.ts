@@ -134,6 +134,16 @@ class PortalCache {
     return undefined;
   }
 
+  /** The cached value, counted as a hit when there is one (when there is none, the `get` that follows counts the miss). */
+  hit<T>(key: string): T | undefined {
+    const value = this.peek<T>(key);
+    if (value !== undefined) {
+      bitrix24CacheStats.hits++;
+      this.onLookup(true);
+    }
+    return value;
+  }
+
   async get<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = this.peek<T>(key);
     if (hit !== undefined) {
@@ -343,7 +353,7 @@ export class Bitrix24Types implements SmartProcessTypes {
     try {
       const plan = toNativeList(query);
       if (plan.matchesNothing) return { records: [], total: 0 };
-      const all = this.cache.peek<TypeRecord[]>('all');
+      const all = this.cache.hit<TypeRecord[]>('all');
       // The whole list at hand (or nothing to filter): answer from it, with the local store's semantics.
       if (all || query.conditions.length === 0) return inMemory(all ?? (await this.allTypes()), query);
       const key = `q:${JSON.stringify([plan.filter, plan.order, plan.readAll ? null : [query.offset, query.limit]])}`;
