@@ -2,11 +2,17 @@
  * The Prometheus metrics of one server (issue 11 item 1), with prom-client: one registry
  * per app (tests build many apps in one process), text format at GET /metrics.
  *
- * Cost on the hot path: a finished request does one Map lookup, one counter increment and
- * one histogram observation on cached prom-client children (well under a microsecond; the
- * label values come from the route pattern, never the URL, so the number of series is
- * bounded by the routes). Everything else is a plain number the code keeps anyway (key
- * cache hits, rate-limit refusals, conflict retries) and is read when Prometheus scrapes.
+ * Cost on the hot path: a finished request is counted into plain numbers (three Map
+ * lookups by route pattern, method and status, a count, a sum and one of six buckets: tens
+ * of nanoseconds), handed to prom-client's registry in its counter and histogram shapes
+ * when Prometheus scrapes. prom-client's own `histogram.labels(...).observe()` validates
+ * and hashes the labels on every call: 0.4 µs on an idle core, 1.5 µs on the loaded
+ * 2-core test machine, against a GET card of about 50 µs; so the per-request families
+ * are kept this way, and every other histogram (per write batch, per upstream call) is a
+ * plain prom-client Histogram. Label values come from the route pattern, never the URL,
+ * so the number of series is bounded by the routes. Everything else is a plain number
+ * the code keeps anyway (key cache hits, rate-limit refusals, conflict retries) and is
+ * read when Prometheus scrapes.
  *
  * Families and labels are listed in docs/operations.md ("Metrics").
  */
@@ -41,9 +47,52 @@ export interface CountSources {
   conflictRetries?: () => number;
 }
 
-interface RequestSeries {
-  count: client.Counter.Internal;
-  duration: client.Histogram.Internal<string>;
+/** The requests of one route pattern, method and status: a count, the sum of their times, and how many fell in each bucket (not cumulative). */
+class RequestSeries {
+  count = 0;
+  sum = 0;
+  readonly buckets = new Float64Array(REQUEST_BUCKETS.length);
+}
+
+type SeriesTable = Map<string, Map<string, Map<number, RequestSeries>>>;
+
+/**
+ * The request latency family in prom-client's histogram shape, from the table (a metric
+ * object the registry formats: name, help, type and `get()`; prom-client's Metric interface).
+ */
+function requestDurationFamily(table: SeriesTable) {
+  const name = 'smartproc_http_request_duration_seconds';
+  const help = 'Time from the request to the end of the answer (seconds), by route pattern and method';
+  return {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    async get() {
+      const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+      for (const [route, byMethod] of table) {
+        for (const [method, byStatus] of byMethod) {
+          const buckets = new Float64Array(REQUEST_BUCKETS.length);
+          let count = 0;
+          let sum = 0;
+          for (const series of byStatus.values()) {
+            count += series.count;
+            sum += series.sum;
+            for (let i = 0; i < buckets.length; i++) buckets[i] += series.buckets[i];
+          }
+          let cumulative = 0;
+          for (let i = 0; i < buckets.length; i++) {
+            cumulative += buckets[i];
+            values.push({ labels: { le: REQUEST_BUCKETS[i], route, method }, value: cumulative, metricName: `${name}_bucket` });
+          }
+          values.push({ labels: { le: '+Inf', route, method }, value: count, metricName: `${name}_bucket` });
+          values.push({ labels: { route, method }, value: sum, metricName: `${name}_sum` });
+          values.push({ labels: { route, method }, value: count, metricName: `${name}_count` });
+        }
+      }
+      return { name, help, type: 'histogram', values, aggregator: 'sum' };
+    },
+  };
 }
 
 /** What the bitrix24 adapter reports (src/portals/bitrix24/bitrix24-portal.ts), per portal id. */
@@ -58,9 +107,7 @@ export interface Bitrix24Observer {
 
 export class Metrics implements Bitrix24Observer {
   readonly registry = new Registry();
-  private readonly requests: Counter<'route' | 'method' | 'status'>;
-  private readonly durations: Histogram<'route' | 'method'>;
-  private readonly series = new Map<string, RequestSeries>();
+  private readonly requests: SeriesTable = new Map();
   private readonly storeErrors: Counter<'kind'>;
   private readonly batchSizes: Histogram<string>;
   private readonly b24Calls: Counter<'portal' | 'method'>;
@@ -77,8 +124,18 @@ export class Metrics implements Bitrix24Observer {
     // Process figures (CPU, memory, event-loop delay, GC) under their usual names, for the usual dashboards.
     client.collectDefaultMetrics({ register: this.registry });
     new Gauge({ name: 'smartproc_info', help: 'Always 1: the version and the store of this instance', labelNames: ['version', 'store'], registers }).set(info, 1);
-    this.requests = new Counter({ name: 'smartproc_http_requests_total', help: 'Requests answered, by route pattern, method and status', labelNames: ['route', 'method', 'status'], registers });
-    this.durations = new Histogram({ name: 'smartproc_http_request_duration_seconds', help: 'Time from the request to the end of the answer (seconds), by route pattern and method', labelNames: ['route', 'method'], buckets: REQUEST_BUCKETS, registers });
+    const requests = this.requests;
+    new Counter({
+      name: 'smartproc_http_requests_total',
+      help: 'Requests answered, by route pattern, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [route, byMethod] of requests) for (const [method, byStatus] of byMethod) for (const [status, series] of byStatus) this.inc({ route, method, status: String(status) }, series.count);
+      },
+    });
+    this.registry.registerMetric(requestDurationFamily(requests) as unknown as client.Metric);
     const sources = () => this.sources;
     new Counter({
       name: 'smartproc_rate_limit_refusals_total',
@@ -140,14 +197,20 @@ export class Metrics implements Bitrix24Observer {
 
   /** One finished request; `route` is the route pattern (or UNMATCHED_ROUTE). */
   request(route: string, method: string, status: number, seconds: number): void {
-    const key = `${method} ${status} ${route}`;
-    let series = this.series.get(key);
-    if (!series) {
-      series = { count: this.requests.labels(route, method, String(status)), duration: this.durations.labels(route, method) };
-      this.series.set(key, series);
+    let byMethod = this.requests.get(route);
+    if (!byMethod) this.requests.set(route, (byMethod = new Map()));
+    let byStatus = byMethod.get(method);
+    if (!byStatus) byMethod.set(method, (byStatus = new Map()));
+    let series = byStatus.get(status);
+    if (!series) byStatus.set(status, (series = new RequestSeries()));
+    series.count++;
+    series.sum += seconds;
+    for (let i = 0; i < REQUEST_BUCKETS.length; i++) {
+      if (seconds <= REQUEST_BUCKETS[i]) {
+        series.buckets[i]++;
+        break;
+      }
     }
-    series.count.inc();
-    series.duration.observe(seconds);
   }
 
   storeError(kind: string): void {
