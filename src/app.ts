@@ -119,9 +119,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     conflictRetries: () => store.stats.conflictRetries,
   });
   const writes = store.writes;
-  if (writes) writes.onBatch = (size) => metrics.writeBatch(size);
+  const onBatch = (size: number) => metrics.writeBatch(size);
+  if (writes) writes.onBatch = onBatch;
   app.addHook('onClose', async () => {
-    if (writes?.onBatch) writes.onBatch = null;
+    if (writes?.onBatch === onBatch) writes.onBatch = null;
     await bus.stop();
     connection?.disconnect();
     if (!options.store) await store.close();
