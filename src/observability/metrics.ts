@@ -105,8 +105,26 @@ export interface Bitrix24Observer {
   cache(portalId: number, hit: boolean): void;
 }
 
+/**
+ * Process figures (CPU, memory, event-loop delay, GC) under their usual names, for the
+ * usual dashboards: once per process, shared by every app in it (collectDefaultMetrics
+ * starts an event-loop delay monitor that is never stopped: one per app would pile up in
+ * a process that builds many apps, as the tests do).
+ */
+let processRegistry: client.Registry | null = null;
+function processMetrics(): client.Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    client.collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 export class Metrics implements Bitrix24Observer {
+  /** This app's families. */
   readonly registry = new Registry();
+  /** What GET /metrics shows: this app's families and the process's. */
+  private readonly exposed: client.Registry;
   private readonly requests: SeriesTable = new Map();
   private readonly storeErrors: Counter<'kind'>;
   private readonly batchSizes: Histogram<string>;
@@ -121,8 +139,6 @@ export class Metrics implements Bitrix24Observer {
 
   constructor(info: { version: string; store: string }) {
     const registers = [this.registry];
-    // Process figures (CPU, memory, event-loop delay, GC) under their usual names, for the usual dashboards.
-    client.collectDefaultMetrics({ register: this.registry });
     new Gauge({ name: 'smartproc_info', help: 'Always 1: the version and the store of this instance', labelNames: ['version', 'store'], registers }).set(info, 1);
     const requests = this.requests;
     new Counter({
@@ -188,6 +204,7 @@ export class Metrics implements Bitrix24Observer {
         for (const [portal, { hits, misses }] of counts) if (hits + misses > 0) this.set({ portal: String(portal) }, hits / (hits + misses));
       },
     });
+    this.exposed = Registry.merge([this.registry, processMetrics()]);
   }
 
   /** Where the plain counters are read at scrape time. */
@@ -244,10 +261,10 @@ export class Metrics implements Bitrix24Observer {
 
   /** The text format for Prometheus. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.exposed.metrics();
   }
 
   get contentType(): string {
-    return this.registry.contentType;
+    return this.exposed.contentType;
   }
 }
