@@ -65,10 +65,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrate(store);
   const metrics = new Metrics({ version, store: store.dialect });
+  const logger = withRedaction(options.logger ?? { level: config.logLevel });
+  const observer = logger ? new RequestObserver(metrics) : new RequestObserver(metrics).withoutLogger();
   const app = Fastify({
     // Secrets are censored in every line (LOG_REDACT); one line per request (RequestObserver, which also feeds the metrics).
-    logger: withRedaction(options.logger ?? { level: config.logLevel }),
-    logController: new RequestObserver(metrics),
+    logger,
+    logController: observer,
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
@@ -112,6 +114,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
   app.decorate('services', services);
   app.decorate('metrics', metrics);
+  if (!logger) app.addHook('onResponse', observer.countWithoutLogger);
   metrics.watch({
     keyCache: services.access.cacheStats.keys,
     sessionCache: services.access.cacheStats.sessions,

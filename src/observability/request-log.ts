@@ -38,13 +38,9 @@ export function maskPath(url: string): string {
   return path.replace(SECRET_TOKEN, (token) => `${token.slice(0, token.indexOf('_', 5) + 1)}***`).replace(WEBHOOK_SECRET, '$1***');
 }
 
-/**
- * The logger options of buildApp: the caller's (level, stream...) with LOG_REDACT added.
- * "No logging" is a silent logger, not none: Fastify runs the request observer (metrics
- * included) only when a logger exists.
- */
+/** The logger options of buildApp: the caller's (level, stream...) with LOG_REDACT added. */
 export function withRedaction(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
-  if (!logger) return { level: 'silent' };
+  if (!logger) return logger;
   if (logger === true) return { redact: LOG_REDACT };
   return { redact: LOG_REDACT, ...logger };
 }
@@ -57,7 +53,25 @@ export class RequestObserver extends LogController {
   /** No "incoming request" line: the one line is written when the answer is done. */
   override incomingRequest(): void {}
 
+  /**
+   * Without a logger (`logger: false`, tests) Fastify calls requestCompleted only for routes
+   * with an onResponse hook: this one counts the request then (the observer does not).
+   */
+  readonly countWithoutLogger = (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
+    this.metrics.request(request.routeOptions.url ?? UNMATCHED_ROUTE, request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  };
+
+  private logged = true;
+
+  /** No logger: requests are counted by `countWithoutLogger`, not here. */
+  withoutLogger(): this {
+    this.logged = false;
+    return this;
+  }
+
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (!this.logged) return;
     const seconds = reply.elapsedTime / 1000;
     const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
     const status = reply.statusCode;
