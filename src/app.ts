@@ -1,11 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
-import ajvFormats from 'ajv-formats';
 import { AccessService } from './access/access-service.js';
-import { InvalidationBus } from './access/invalidation.js';
+import { InvalidationBus, invalidationChannel } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
+import { AuditService } from './audit/audit-service.js';
 import { KeyRateLimiter } from './access/rate-limiter.js';
 import { RedisConnection } from './access/redis.js';
 import type { Config } from './config.js';
@@ -13,13 +14,15 @@ import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
 import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
 import pressurePlugin from './http/plugins/pressure.js';
-import { safeTextFormat } from './domain/input-rules.js';
+import { AJV_OPTIONS } from './http/ajv-options.js';
 import { jsonBodyParser } from './http/plugins/input-guard.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
 import sessionRoutes from './http/routes/sessions.js';
+import auditRoutes from './http/routes/audit.js';
 import smartProcessRoutes from './http/routes/smart-processes/index.js';
+import batchRoutes from './http/routes/batch.js';
 import type { Services } from './http/services.js';
 import { PortalRegistry } from './portals/registry.js';
 import { PortalsService } from './portals/portals-service.js';
@@ -60,6 +63,16 @@ export interface AppOptions {
 }
 
 /** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
+/**
+ * The Redis name of this deployment when REDIS_PREFIX is not set: `smartproc:<id>`, the id
+ * claimed once in the store's settings (a random id; every instance on the same store reads
+ * the same one, whatever spelling of DATABASE_URL it uses).
+ */
+async function deploymentPrefix(store: Store): Promise<string> {
+  await store.write(({ repos }) => repos.settings.claim('deployment_id', randomBytes(9).toString('base64url')));
+  return `smartproc:${await store.read.settings.get('deployment_id')}`;
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -78,8 +91,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Nothing of a query string is dropped silently: null-prototype objects keep keys such as `constructor` (refused by
     // name later), and no parameter is cut off (the header limit bounds the count: each one takes at least 2 bytes).
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: http.maxHeaderSize, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
-    // strictNumbers: NaN and Infinity are not numbers of any schema.
-    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never, safeTextFormat as never] },
+    // src/http/ajv-options.ts: shared with the check of batch items.
+    ajv: { customOptions: { ...AJV_OPTIONS.customOptions }, plugins: [...AJV_OPTIONS.plugins] },
     return503OnClosing: false,
     // Every refusal before a route runs is in the envelope too: the HTTP parser's, the router's, Node's timeouts.
     clientErrorHandler,
@@ -96,14 +109,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Without Redis the server starts all the same (degraded, one warning) and reconnects in the background: docs/operations.md.
   const connection = config.redisUrl ? new RedisConnection(config.redisUrl, app.log) : null;
   const redis = connection?.client ?? null;
-  const bus = new InvalidationBus(redis, app.log);
+  const bus = new InvalidationBus(redis, app.log, invalidationChannel(config.redisPrefix ?? (redis ? await deploymentPrefix(store) : 'smartproc')));
   await bus.start(connection && (await connection.connected()) ? undefined : 0);
 
   // bitrix24 portals (docs/bitrix24.md): one request budget per portal (Redis when set), credentials sealed with the SecretBox.
   let box = options.secretBox ?? null;
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
-  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, observer: metrics };
+  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log, observer: metrics };
   const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
   const services: Services = {
     store,
@@ -111,6 +124,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keys: new KeysService(store, bus),
     portals: new PortalsService(store, bus, new Bitrix24PortalSetup(store, secretBox, budgets)),
     portalRegistry,
+    audit: new AuditService(store, config.auditRetentionDays),
   };
   app.decorate('services', services);
   app.decorate('metrics', metrics);
@@ -124,8 +138,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const writes = store.writes;
   const onBatch = (size: number) => metrics.writeBatch(size);
   if (writes) writes.onBatch = onBatch;
+  services.audit.start(app.log);
   app.addHook('onClose', async () => {
     if (writes?.onBatch === onBatch) writes.onBatch = null;
+    services.audit.stop();
     await bus.stop();
     connection?.disconnect();
     if (!options.store) await store.close();
@@ -149,10 +165,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(docsPlugin, { version });
   await app.register(authPlugin, { access: services.access });
   await app.register(smartProcessRoutes, { prefix: '/v1/smart-processes' });
+  await app.register(batchRoutes, { prefix: '/v1/batch' });
   await app.register(meRoutes, { prefix: '/v1/me', catalog });
   await app.register(keyRoutes, { prefix: '/v1/keys' });
   await app.register(portalRoutes, { prefix: '/v1/portals' });
   await app.register(sessionRoutes, { prefix: '/v1/sessions' });
+  await app.register(auditRoutes, { prefix: '/v1/audit' });
   await app.register(operationsRoutes, { readiness: new Readiness(store, redis), metrics });
   app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();

@@ -1,9 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
-import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
-import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { BODY_ERRORS, writeEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { requireType, updateType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
 
 const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
@@ -12,7 +11,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      if (!(await portalCall(request).portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+      await requireType(portalCall(request), entityTypeId);
       if (request.body === undefined) request.body = {};
     },
     schema: {
@@ -22,16 +21,14 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
       params: EntityTypeIdParamsSchema,
       body: PatchTypeBodySchema,
       response: {
-        200: dataEnvelope(TypeCardSchema, 'The full card after the update'),
+        200: writeEnvelope(TypeCardSchema, 'The full card after the update (with warnings when a bitrix24 portal did not keep everything asked)'),
         ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED', ...BODY_ERRORS, 'PRECONDITION_FAILED', 'BITRIX_ERROR']),
       },
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    const { portal, actor, timeZone } = portalCall(request);
-    const patch = parsePatchBody(request.body, entityTypeId);
-    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
-    return sendCard(reply, card, timeZone);
+    const call = portalCall(request);
+    return sendCard(reply, await updateType(call, entityTypeId, request.body, ifMatchOf(request)), call.timeZone);
   });
 };
 
