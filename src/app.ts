@@ -36,6 +36,10 @@ import { loadSecretBox, migrate, openStore, type SecretBox, type Store } from '.
 import { Bitrix24Portal, forgetSessionTokens } from './portals/bitrix24/bitrix24-portal.js';
 import { Bitrix24PortalSetup } from './portals/bitrix24/bitrix24-portals.js';
 import { PortalBudgets } from './portals/bitrix24/budget.js';
+import operationsRoutes from './http/routes/operations.js';
+import { Metrics } from './observability/metrics.js';
+import { Readiness } from './observability/readiness.js';
+import { RequestObserver, withRedaction } from './observability/request-log.js';
 
 /** package.json is one level up from src/ and two from dist/src/. */
 function packageVersion(): string {
@@ -79,9 +83,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrate(store);
+  const metrics = new Metrics({ version, store: store.dialect });
+  const logger = safeLogger(withRedaction(options.logger ?? { level: config.logLevel }));
+  const observer = logger ? new RequestObserver(metrics) : new RequestObserver(metrics).withoutLogger();
   const app = Fastify({
-    // Query values that are secrets (app_key, code, state, ...) are masked in request logs: src/http/log-safety.ts.
-    logger: safeLogger(options.logger ?? { level: config.logLevel }),
+    // Secrets are censored in every line (LOG_REDACT) and secret query values masked (src/http/log-safety.ts);
+    // one line per request (RequestObserver, which also feeds the metrics).
+    logger,
+    logController: observer,
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
@@ -114,7 +123,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   let box = options.secretBox ?? null;
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
-  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log };
+  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log, observer: metrics };
   const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) }, { redis });
   bus.onMessage((message) => {
     if (message.type === 'session') forgetSessionTokens(bitrix24, message.id);
@@ -136,8 +145,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }),
   };
   app.decorate('services', services);
+  app.decorate('metrics', metrics);
+  if (!logger) app.addHook('onResponse', observer.countWithoutLogger);
+  metrics.watch({
+    keyCache: services.access.cacheStats.keys,
+    sessionCache: services.access.cacheStats.sessions,
+    rateLimitRefusals: () => services.access.stats.rateLimited,
+    conflictRetries: () => store.stats.conflictRetries,
+  });
+  const writes = store.writes;
+  const onBatch = (size: number) => metrics.writeBatch(size);
+  if (writes) writes.onBatch = onBatch;
   services.audit.start(app.log);
   app.addHook('onClose', async () => {
+    if (writes?.onBatch === onBatch) writes.onBatch = null;
     services.audit.stop();
     await bus.stop();
     connection?.disconnect();
@@ -172,6 +193,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(auditRoutes, { prefix: '/v1/audit' });
   await app.register(oauthRoutes, { prefix: '/v1/oauth' });
   await app.register(oauthPages, { prefix: '/oauth' });
+  await app.register(operationsRoutes, { readiness: new Readiness(store, redis), metrics });
   app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();
   return app;

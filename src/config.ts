@@ -35,6 +35,9 @@ export interface Config {
   publicUrl: string | null;
   /** CORS (src/http/plugins/cors.ts): origins whose pages may call the API; ['*'] = any; [] = CORS off. */
   corsOrigins: string[];
+  /** GET /metrics without a key on this port (null: off; the main port serves it to management keys); bound to metricsHost. */
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 export class ConfigError extends Error {}
@@ -122,5 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditRetentionDays: parseNumber(env, 'AUDIT_RETENTION_DAYS', 90, 0, 36_500),
     publicUrl: parsePublicUrl(env.PUBLIC_URL),
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
+    metricsPort: env.METRICS_PORT === undefined || env.METRICS_PORT.trim() === '' ? null : parseNumber(env, 'METRICS_PORT', 0, 0, 65535),
+    metricsHost: env.METRICS_HOST || env.HOST || '127.0.0.1',
   };
 }

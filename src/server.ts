@@ -2,11 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import { bootstrapIfEmpty, type BootstrapResult } from './access/bootstrap.js';
 import { buildApp, version } from './app.js';
 import type { Config } from './config.js';
+import { listenMetrics } from './http/metrics-server.js';
 
 export interface RunningServer {
   app: FastifyInstance;
   url: string;
   bootstrap: BootstrapResult | null;
+  /** METRICS_PORT set: where GET /metrics is served without a key (closed with the server). */
+  metricsUrl: string | null;
 }
 
 /** Starts a listening server: migrations, first-start bootstrap, listen. */
@@ -16,7 +19,13 @@ export async function startServer(config: Config, options: { logger?: boolean | 
     const bootstrap = await bootstrapIfEmpty(app.services.store, app.services.keys, { dataDir: config.dataDir, managementKey: config.bootstrapManagementKey });
     const address = await app.listen({ port: config.port, host: config.host });
     const url = address.replace('[::1]', 'localhost');
-    return { app, url: config.host === '0.0.0.0' ? `http://127.0.0.1:${new URL(address).port}` : url, bootstrap };
+    let metricsUrl: string | null = null;
+    if (config.metricsPort !== null) {
+      const metrics = await listenMetrics(app.metrics, config.metricsPort, config.metricsHost);
+      app.server.once('close', () => void metrics.close());
+      metricsUrl = metrics.url;
+    }
+    return { app, url: config.host === '0.0.0.0' ? `http://127.0.0.1:${new URL(address).port}` : url, bootstrap, metricsUrl };
   } catch (error) {
     await app.close();
     throw error;
@@ -26,6 +35,7 @@ export async function startServer(config: Config, options: { logger?: boolean | 
 /** What the first start prints: where the server listens, and the personal key as it is stored (its scopes, mode, user, limit). */
 export async function banner(server: RunningServer, config: Config): Promise<string> {
   const lines = [`smartproc ${version} listening on ${server.url} (${server.app.services.store.describe})`, `API reference: ${server.url}/docs`];
+  if (server.metricsUrl) lines.push(`Metrics (no key; keep this port internal): ${server.metricsUrl}`);
   if (server.bootstrap) {
     const b = server.bootstrap;
     const [key] = await server.app.services.keys.list({ portalId: b.portalId, kind: 'personal' });

@@ -61,6 +61,8 @@ function bearer(header: string | undefined): string | null {
 export class AccessService {
   private readonly keys: TtlCache<ResolvedKey | null>;
   private readonly sessions: TtlCache<SessionRecord | null>;
+  /** Requests refused for their key's rate limit (GET /metrics). */
+  readonly stats = { rateLimited: 0 };
 
   constructor(
     private readonly store: Store,
@@ -86,6 +88,11 @@ export class AccessService {
         this.sessions.invalidate((s) => s?.portalId === message.id);
       }
     });
+  }
+
+  /** Hits and misses of the key and session caches (GET /metrics). */
+  get cacheStats() {
+    return { keys: this.keys.stats, sessions: this.sessions.stats };
   }
 
   get rateLimitBackend() {
@@ -196,6 +203,7 @@ export class AccessService {
     if (key.requestsPerSecond === null) return null;
     const rateLimit = await this.limiter.consume(key.id, key.requestsPerSecond);
     if (!rateLimit.allowed) {
+      this.stats.rateLimited++;
       throw new ApiError('RATE_LIMITED', `Rate limit of ${key.requestsPerSecond} requests per second exceeded`, {
         retryAfter: rateLimit.retryAfter,
         headers: rateLimitHeaders(rateLimit),

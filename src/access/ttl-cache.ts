@@ -6,13 +6,19 @@
 export class TtlCache<V> {
   private readonly entries = new Map<string, { value: V; expiresAt: number }>();
   private generation = 0;
+  /** Lookups answered from the cache and loaded (GET /metrics). */
+  readonly stats = { hits: 0, misses: 0 };
 
   constructor(private readonly ttlMs: number, private readonly maxEntries = 50_000) {}
 
   async get(key: string, load: () => Promise<V>): Promise<V> {
     const now = Date.now();
     const hit = this.entries.get(key);
-    if (hit && hit.expiresAt > now) return hit.value;
+    if (hit && hit.expiresAt > now) {
+      this.stats.hits++;
+      return hit.value;
+    }
+    this.stats.misses++;
     const generation = this.generation;
     const value = await load();
     if (generation === this.generation) {

@@ -13,6 +13,7 @@ import { PortalsService } from '../portals/portals-service.js';
 import { banner, closeOnSignals, startServer } from '../server.js';
 import { loadSecretBox, migrate, openStore, type SecretBox } from '../store/store.js';
 import { Bitrix24PortalSetup } from '../portals/bitrix24/bitrix24-portals.js';
+import { resealAll } from '../portals/bitrix24/secret-rotation.js';
 import { KEY_KINDS, type KeyRecord } from '../domain/records.js';
 import { CLI_AUDIT } from '../domain/audit.js';
 
@@ -200,6 +201,26 @@ program
     const shown = { id: session.id, token, keyId: session.keyId, portalId: session.portalId, userId: session.userId, expiresAt: new Date(session.expiresAt).toISOString() };
     console.log(o.json ? JSON.stringify(shown, null, 2) : `${table([shown], ['id', 'keyId', 'portalId', 'userId', 'expiresAt'])}\n\nToken (shown once): ${token}`);
   }));
+
+program
+  .command('secrets')
+  .description('the key that seals stored credentials (SMARTPROC_SECRET_KEY or DATA_DIR/secret.key)')
+  .command('rotate')
+  .description(
+    'seal every stored credential again with the current key, in one transaction: values sealed with a key of SMARTPROC_PREVIOUS_SECRET_KEYS are opened with it (docs/operations.md, "Rotating SMARTPROC_SECRET_KEY")',
+  )
+  .option('--json', 'print JSON')
+  .action(async (o) => {
+    const config = loadConfig();
+    const store = openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      await migrate(store);
+      const result = await resealAll(store, loadSecretBox({ dataDir: config.dataDir }).box);
+      console.log(o.json ? JSON.stringify(result) : `Sealed ${result.resealed} stored credential${result.resealed === 1 ? '' : 's'} again with the key ${result.keyId}. Once every instance runs with this key, SMARTPROC_PREVIOUS_SECRET_KEYS can be removed.`);
+    } finally {
+      await store.close();
+    }
+  });
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ApiError) {

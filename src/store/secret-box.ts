@@ -28,6 +28,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const SECRET_KEY_ENV = 'SMARTPROC_SECRET_KEY';
+/** Older keys, comma-separated, that still open values sealed before a rotation (docs/operations.md, "Rotating SMARTPROC_SECRET_KEY"). */
+export const PREVIOUS_KEYS_ENV = 'SMARTPROC_PREVIOUS_SECRET_KEYS';
 export const SECRET_KEY_FILE = 'secret.key';
 const VERSION = 'v1';
 const IV_BYTES = 12;
@@ -139,11 +141,28 @@ export interface LoadedSecretBox {
   warnings: string[];
 }
 
-/** The secret box of this server: the key from SMARTPROC_SECRET_KEY, else DATA_DIR/secret.key (created 0600 when missing). */
+/** SMARTPROC_PREVIOUS_SECRET_KEYS: the keys of before a rotation (opening only; new values are sealed with the current key). */
+function previousKeys(env: NodeJS.ProcessEnv): Buffer[] {
+  const text = env[PREVIOUS_KEYS_ENV]?.trim();
+  if (!text) return [];
+  return text.split(',').map((part, i) => {
+    try {
+      return parseSecretKey(part);
+    } catch {
+      throw new SecretBoxError('BAD_KEY', `${PREVIOUS_KEYS_ENV}: key ${i + 1} is not 32 bytes written as 64 hex characters or base64`);
+    }
+  });
+}
+
+/**
+ * The secret box of this server: the key from SMARTPROC_SECRET_KEY, else DATA_DIR/secret.key
+ * (created 0600 when missing); keys in SMARTPROC_PREVIOUS_SECRET_KEYS still open older values.
+ */
 export function loadSecretBox(options: { dataDir: string; env?: NodeJS.ProcessEnv }): LoadedSecretBox {
   const env = options.env ?? process.env;
   const fromEnv = env[SECRET_KEY_ENV];
-  if (fromEnv !== undefined && fromEnv.trim() !== '') return { box: new SecretBox(parseSecretKey(fromEnv)), source: 'env', warnings: [] };
+  const previous = { previousKeys: previousKeys(env) };
+  if (fromEnv !== undefined && fromEnv.trim() !== '') return { box: new SecretBox(parseSecretKey(fromEnv), previous), source: 'env', warnings: [] };
   const file = path.join(options.dataDir, SECRET_KEY_FILE);
   let created = false;
   if (!fs.existsSync(file)) created = createKeyFile(options.dataDir, file);
@@ -164,7 +183,7 @@ export function loadSecretBox(options: { dataDir: string; env?: NodeJS.ProcessEn
   } catch {
     throw new SecretBoxError('KEY_FILE', `${file} does not hold a 32-byte key (base64 or hex); restore it from a backup, or set ${SECRET_KEY_ENV}`);
   }
-  return { box: new SecretBox(key), source: created ? 'created' : 'file', keyFile: file, warnings };
+  return { box: new SecretBox(key, previous), source: created ? 'created' : 'file', keyFile: file, warnings };
 }
 
 /** Creates the key file whole (temp file, then a hard link that fails if another process won); false when one already existed. */

@@ -21,7 +21,7 @@ export type { OAuthFlowRecord, OAuthFlowStatus } from './repositories/oauth-flow
 export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
 /** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
 export { loadSecretBox, SecretBox } from './secret-box.js';
-export { migrate } from './migrations/index.js';
+export { migrate, pendingMigrations } from './migrations/index.js';
 
 /** The repositories of the store, bound to a connection or to one write's transaction. */
 export interface Repositories {

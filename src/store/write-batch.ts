@@ -74,6 +74,8 @@ export class WriteBatch {
   private queue: Job[] = [];
   private scheduled = false;
   private flushing = false;
+  /** Told the number of writes of each transaction (GET /metrics). */
+  onBatch: ((writes: number) => void) | null = null;
 
   constructor(private readonly db: Kysely<Database>, private readonly connection: SqliteConnection) {}
 
@@ -113,6 +115,7 @@ export class WriteBatch {
     try {
       this.connection.run(BEGIN);
       this.transactionNumber++;
+      this.onBatch?.(jobs.length);
       for (const job of jobs) {
         if (!alone) this.connection.run(SAVEPOINT);
         const turn = watchdog.start();

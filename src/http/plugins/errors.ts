@@ -230,7 +230,9 @@ export default fp(async function errorsPlugin(app: FastifyInstance) {
   const unavailable = new LogThrottle(10_000);
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     // Failures of the store that a retry may cure: 503, not 500 (the store says which they are).
-    if (request.server.services.store.failureOf(error) === 'unavailable') {
+    const storeFailure = request.server.services.store.failureOf(error);
+    if (storeFailure) request.server.metrics?.storeError(storeFailure);
+    if (storeFailure === 'unavailable') {
       const held = unavailable.pass();
       if (held !== null) request.log.warn({ err: error, requestId: request.id, ...(held ? { alsoUnavailable: held } : {}) }, 'store unavailable: answering 503');
       return sendError(request, reply, new ApiError('SERVICE_UNAVAILABLE', 'The store is unavailable; retry shortly', { retryAfter: 1 }));

@@ -36,6 +36,7 @@ import { edgeChanges, recordChanges, storedEdgesOf, wholeType } from '../../doma
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { checkRelations } from '../../domain/smart-process-type/relations.js';
 import { ApiError, typeNotFound } from '../../errors.js';
+import type { Bitrix24Observer } from '../../observability/metrics.js';
 import type { SecretBox, Store } from '../../store/store.js';
 import type { WriteWarning } from '../../domain/write-warning.js';
 import type { Actor, Portal, Readiness, RequestContext, Settled, SmartProcessTypes, WriteOptions } from '../portal.js';
@@ -85,6 +86,8 @@ export interface Bitrix24PortalDeps {
   callTimeoutMs: number;
   /** Warnings that no request answers (a refused client_endpoint, a write lock without Redis); never with a secret. */
   log?: WarnLog;
+  /** Told of calls, failures, budget waits and cache lookups (GET /metrics); none in some tests. */
+  observer?: Bitrix24Observer;
 }
 
 /**
@@ -144,13 +147,14 @@ class PortalCache {
   private readonly loading = new Map<string, Promise<unknown>>();
   private generation = 0;
 
-  constructor(private readonly ttlMs: number) {}
+  constructor(private readonly ttlMs: number, private readonly onLookup: (hit: boolean) => void = () => {}) {}
 
   /** A stored value, or undefined; a value found counts as a hit (a miss is counted by the get() that follows it). */
   peek<T>(key: string): T | undefined {
     const entry = this.values.get(key);
     if (entry && entry.expires > Date.now()) {
       bitrix24CacheStats.hits++;
+      this.onLookup(true);
       return entry.value as T;
     }
     return undefined;
@@ -162,9 +166,11 @@ class PortalCache {
     const pending = this.loading.get(key);
     if (pending) {
       bitrix24CacheStats.joined++;
+      this.onLookup(true);
       return pending as Promise<T>;
     }
     bitrix24CacheStats.misses++;
+    this.onLookup(false);
     const generation = this.generation;
     const promise = load().then(
       (value) => {
@@ -269,8 +275,10 @@ export class Bitrix24Types implements SmartProcessTypes {
   constructor(private readonly portal: Bitrix24Portal, private readonly deps: Bitrix24PortalDeps, private readonly user: SessionUserAuth | null = null) {
     this.record = portal.record;
     this.budget = deps.budgets.get(budgetNameOf(this.record), this.record.bitrix24?.limits ?? DEFAULT_BUDGET_LIMITS);
+    const { observer } = deps;
+    const portalId = this.record.id;
     // A user's view reads through to the portal every time: Bitrix24 applies that user's rights.
-    this.cache = new PortalCache(user ? 0 : deps.cacheTtlMs);
+    this.cache = new PortalCache(user ? 0 : deps.cacheTtlMs, observer ? (hit) => observer.cache(portalId, hit) : undefined);
   }
 
   /** A session's connection: the user's own tokens (bitrix24_user_tokens), refreshed single-flight like the portal's. */
@@ -356,14 +364,14 @@ export class Bitrix24Types implements SmartProcessTypes {
   private async call<T>(method: string, params: Record<string, unknown>, retry: Retry, context?: RequestContext): Promise<CallResult<T>> {
     const { client, tokens } = await this.connect();
     const run = { deadline: this.deadlineOf(context) };
-    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }), run)) : this.budget.run(method, () => client.call<T>(method, params), run)), retry, run.deadline);
+    return this.tries(() => (tokens ? tokens.withToken((auth) => this.observed(method, () => client.call<T>(method, params, { auth }), run)) : this.observed(method, () => client.call<T>(method, params), run)), retry, run.deadline);
   }
 
   /** Read commands in one native `batch` call (one request for the portal's limit and our budget); repeated like a read, inside the request's deadline. */
   private async batchRead(commands: Record<string, BatchCommand>, context?: RequestContext): Promise<BatchResult> {
     const { client, tokens } = await this.connect();
     const run = { deadline: this.deadlineOf(context) };
-    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run('batch', () => client.batch(commands, false, { auth }), run)) : this.budget.run('batch', () => client.batch(commands), run)), 'read', run.deadline);
+    return this.tries(() => (tokens ? tokens.withToken((auth) => this.observed('batch', () => client.batch(commands, false, { auth }), run)) : this.observed('batch', () => client.batch(commands), run)), 'read', run.deadline);
   }
 
   private async tries<T>(once: () => Promise<T>, retry: Retry, deadline: number | undefined): Promise<T> {
@@ -380,6 +388,39 @@ export class Bitrix24Types implements SmartProcessTypes {
         await sleep(backoff);
       }
     }
+  }
+
+  /** One call inside the portal's budget, told to the observer: queue length and wait, the call, its failure. */
+  private observed<T>(method: string, fn: () => Promise<T>, run: Parameters<PortalBudget['run']>[2]): Promise<T> {
+    const observer = this.deps.observer;
+    if (!observer) return this.budget.run(method, fn, run);
+    const portalId = this.record.id;
+    const entered = performance.now();
+    let waiting = true;
+    observer.queued(portalId, 1);
+    const stopWaiting = () => {
+      if (!waiting) return false;
+      waiting = false;
+      observer.queued(portalId, -1);
+      return true;
+    };
+    const counted = async () => {
+      if (stopWaiting()) observer.waited(portalId, (performance.now() - entered) / 1000);
+      observer.call(portalId, method);
+      try {
+        return await fn();
+      } catch (error) {
+        if (error instanceof Bitrix24Error) observer.error(portalId, method, error.kind);
+        throw error;
+      }
+    };
+    return this.budget
+      .run(method, counted, run)
+      .catch((error: unknown) => {
+        if (error instanceof ApiError && error.code === 'QUEUE_TIMEOUT') observer.error(portalId, method, 'queue_timeout');
+        throw error;
+      })
+      .finally(stopWaiting);
   }
 
   private fail(error: unknown, context: { entityTypeId?: number; write?: boolean } = {}): unknown {
@@ -558,6 +599,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       const chunk = missing.slice(from, from + MAX_BATCH_COMMANDS);
       const stamp = this.cache.stamp;
       bitrix24CacheStats.misses += chunk.length;
+      if (this.deps.observer) for (let i = 0; i < chunk.length; i++) this.deps.observer.cache(this.record.id, false);
       let answer: BatchResult;
       try {
         answer = await this.batchRead(Object.fromEntries(chunk.map((id) => [`c${id}`, { method: 'crm.type.getByEntityTypeId', params: { entityTypeId: id } }])));

@@ -17,19 +17,27 @@ function migrations(store: Store): Record<string, Migration> {
   };
 }
 
+function migratorOf(store: Store): Migrator {
+  return new Migrator({
+    db: store.db,
+    provider: { getMigrations: async () => migrations(store) },
+    // With ?schema=, keep Kysely's own tables there too (another installation may use the default schema).
+    ...(store.dialect === 'postgres' && store.schema ? { migrationTableSchema: store.schema } : {}),
+  });
+}
+
+/** The migrations of this version that the store has not run (GET /ready): none once `migrate` has succeeded. */
+export async function pendingMigrations(store: Store): Promise<string[]> {
+  return (await migratorOf(store).getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
+}
+
 export async function migrate(store: Store): Promise<void> {
   if (store.dialect === 'postgres' && store.schema) {
     await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(store.schema)}`.execute(store.db).catch((error: unknown) => {
       throw new Error(`Cannot open the store (${store.describe}): ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     });
   }
-  const migrator = new Migrator({
-    db: store.db,
-    provider: { getMigrations: async () => migrations(store) },
-    // With ?schema=, keep Kysely's own tables there too (another installation may use the default schema).
-    ...(store.dialect === 'postgres' && store.schema ? { migrationTableSchema: store.schema } : {}),
-  });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await migratorOf(store).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
     const message = error instanceof Error ? error.message : String(error);

@@ -90,6 +90,18 @@ export class Bitrix24PortalsRepository extends Repository {
     );
   }
 
+  /** Every stored credential (portal id and sealed text), locked for the rest of the write on PostgreSQL: `smartproc secrets rotate`. */
+  async allSealed(): Promise<{ portalId: number; sealed: string }[]> {
+    const query = this.db.selectFrom('bitrix24_portals').select(['portal_id', 'sealed']).orderBy('portal_id');
+    const rows = await this.rows<{ portal_id: number; sealed: string }>(this.dialect === 'postgres' ? query.forUpdate() : query);
+    return rows.map((row) => ({ portalId: Number(row.portal_id), sealed: row.sealed }));
+  }
+
+  /** The same credential sealed again (with another key): only the sealed text changes, not the version. */
+  async reseal(portalId: number, sealed: string): Promise<void> {
+    await this.rows(this.db.updateTable('bitrix24_portals').set({ sealed }).where('portal_id', '=', portalId));
+  }
+
   /** The refresh token died; the caller checked, on the row read with `forUpdate` in the same write, that it is still the stored one. */
   async markNeedsAuthorization(portalId: number, now = Date.now()): Promise<void> {
     await this.rows(

@@ -228,7 +228,7 @@ describe('secrets are never logged', () => {
       t.fake!.revokeWebhook(webhook);
       expectError(await t.call('GET', '/v1/smart-processes/9998'), 401, 'TOKEN_MISSING');
       await t.app.inject({ method: 'PATCH', url: `/v1/portals/${t.portal.id}`, headers: mgmt(t), payload: { webhookUrl: webhook } });
-      assert.ok(lines.length > 5, 'something was logged');
+      assert.ok(lines.length >= 5, 'something was logged (one line per request at least)');
       const all = lines.join('');
       assert.ok(!all.includes(secretOf(webhook)), 'the webhook secret is in no log line');
     } finally {
