@@ -4,7 +4,7 @@ import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../do
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { BASE_ENTITY_TYPES, checkRelations, type RelationEntry, type RelationsChange } from '../../domain/smart-process-type/relations.js';
 import type { PortalsRepository, Store, TypesRepository } from '../../store/store.js';
-import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
+import { checkIfMatch, type Actor, type Portal, type Readiness, type SmartProcessTypes, type WriteOptions } from '../portal.js';
 import type { TypeCardCache } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
 
@@ -358,9 +358,5 @@ function storedEdgesOf(card: TypeCard): Edge[] {
 }
 
 function assertVersion(current: TypeRecord, options: WriteOptions): void {
-  if (options.ifMatch !== undefined && options.ifMatch !== current.version) {
-    throw new ApiError('PRECONDITION_FAILED', `The type has changed since version ${options.ifMatch}; it is now at version ${current.version}`, {
-      hint: 'GET the card again, re-apply your change and send it with the new ETag in If-Match.',
-    });
-  }
+  checkIfMatch(options, current.version);
 }
