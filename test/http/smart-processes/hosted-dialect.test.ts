@@ -34,6 +34,22 @@ describe('the hosted API dialect of list and search', () => {
     return (json(answer).data as { entityTypeId: number }[]).map((x) => x.entityTypeId);
   };
 
+  it("end to end over HTTP: the guide's search example and the operator-style filter", async () => {
+    const address = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const post = async (body: unknown) => {
+      const res = await fetch(`${address}/v1/smart-processes/search`, { method: 'POST', headers: { 'x-api-key': t.key.secret, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as { data: { entityTypeId: number }[]; meta: unknown } };
+    };
+    const guide = await post({ filter: {}, sort: {}, pageSize: 20 });
+    assert.equal(guide.status, 200);
+    assert.deepEqual(guide.body.meta, { total: 7, limit: 20, offset: 0, hasMore: false });
+    const operator = await post({ filter: { entityTypeId: { '>=': 1052 } } });
+    assert.equal(operator.status, 200);
+    assert.deepEqual(operator.body.data.map((x) => x.entityTypeId), [1052, 1054]);
+    const query = await fetch(`${address}/v1/smart-processes?filter[entityTypeId][>=]=1052&sort[entityTypeId]=desc`, { headers: { 'x-api-key': t.key.secret } });
+    assert.deepEqual(((await query.json()) as { data: { entityTypeId: number }[] }).data.map((x) => x.entityTypeId), [1054, 1052]);
+  });
+
   describe('parameters', () => {
     it("the guide's own example {filter: {}, sort: {}, pageSize: 20} lists everything, 20 at a time", async () => {
       const res = await search({ filter: {}, sort: {}, pageSize: 20 });
