@@ -165,7 +165,7 @@ function parseInteger(raw: unknown, source: Source, location: string, fallback: 
   return value;
 }
 
-/** `autoWindow`: accepted (a boolean) and not needed — see docs/api.md, "Paging". */
+/** `autoWindow`: accepted (a boolean) and not needed — docs/api.md, "Lists and search". */
 function parseBoolean(raw: unknown, source: Source, location: string, problems: Problems): boolean | undefined {
   if (raw === undefined || typeof raw === 'boolean') return raw;
   if (source === 'query' && (raw === 'true' || raw === 'false')) return raw === 'true';
