@@ -2,7 +2,6 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
-import ajvFormats from 'ajv-formats';
 import { AccessService } from './access/access-service.js';
 import { InvalidationBus } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
@@ -13,13 +12,14 @@ import authPlugin from './http/plugins/auth.js';
 import docsPlugin from './http/plugins/docs.js';
 import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
 import pressurePlugin from './http/plugins/pressure.js';
-import { safeTextFormat } from './domain/input-rules.js';
+import { AJV_OPTIONS } from './http/ajv-options.js';
 import { checkBodyAfterRouteChecks, jsonBodyParser } from './http/plugins/input-guard.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
 import sessionRoutes from './http/routes/sessions.js';
 import smartProcessRoutes from './http/routes/smart-processes/index.js';
+import batchRoutes from './http/routes/batch.js';
 import type { Services } from './http/services.js';
 import { PortalRegistry } from './portals/registry.js';
 import { PortalsService } from './portals/portals-service.js';
@@ -69,8 +69,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Nothing of a query string is dropped silently: null-prototype objects keep keys such as `constructor` (refused by
     // name later), and no parameter is cut off (the header limit bounds the count: each one takes at least 2 bytes).
     routerOptions: { ignoreTrailingSlash: true, querystringParser: (s: string) => qs.parse(s, { depth: 3, parameterLimit: http.maxHeaderSize, arrayLimit: 200, plainObjects: true, allowPrototypes: true }) as Record<string, unknown> },
-    // strictNumbers: NaN and Infinity are not numbers of any schema.
-    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false, useDefaults: false, verbose: true, strict: false, strictNumbers: true }, plugins: [ajvFormats as never, safeTextFormat as never] },
+    // src/http/ajv-options.ts: shared with the check of batch items.
+    ajv: { customOptions: { ...AJV_OPTIONS.customOptions }, plugins: [...AJV_OPTIONS.plugins] },
     return503OnClosing: false,
     // Every refusal before a route runs is in the envelope too: the HTTP parser's, the router's, Node's timeouts.
     clientErrorHandler,
@@ -130,6 +130,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(docsPlugin, { version });
   await app.register(authPlugin, { access: services.access });
   await app.register(smartProcessRoutes, { prefix: '/v1/smart-processes' });
+  await app.register(batchRoutes, { prefix: '/v1/batch' });
   await app.register(meRoutes, { prefix: '/v1/me', catalog });
   await app.register(keyRoutes, { prefix: '/v1/keys' });
   await app.register(portalRoutes, { prefix: '/v1/portals' });

@@ -4,6 +4,7 @@
  */
 export const ERROR_TABLE = {
   VALIDATION_ERROR: { status: 400, when: 'The request does not match the schema; `details` lists every problem.', action: 'Fix each entry of `details` (see its `fix`) and send again.' },
+  BATCH_LIMIT_EXCEEDED: { status: 400, when: 'A batch holds more calls (POST /v1/batch: 50) or items (POST /v1/smart-processes/batch: 500) than it may.', action: 'Split the batch into several requests.' },
   INVALID_FILTER_OPERATOR: { status: 400, when: 'A filter uses an unknown operator.', action: 'Use one of $gt $gte $lt $lte $ne $contains $in or the prefixes >= > <= < ! != %.' },
   MISSING_API_KEY: { status: 401, when: 'No key was sent.', action: 'Send the key in the X-Api-Key header.' },
   INVALID_API_KEY: { status: 401, when: 'The key is unknown, malformed, deleted, rotated out or expired.', action: 'Check the key; create or rotate one with a management key.' },
@@ -19,6 +20,7 @@ export const ERROR_TABLE = {
   BITRIX_ACCESS_DENIED: { status: 403, when: 'The Bitrix24 portal refused access (rights, scope not granted).', action: 'Grant the rights or scopes on the portal.' },
   SMART_PROCESS_NOT_FOUND: { status: 404, when: 'No smart process type with this entityTypeId in the portal of the key.', action: 'List the types: GET /v1/smart-processes.' },
   ENTITY_NOT_FOUND: { status: 404, when: 'Another record (key, portal) was not found.', action: 'Check the id.' },
+  ENTITY_NOT_SUPPORTED: { status: 404, when: 'A call of POST /v1/batch names an entity smartproc does not serve (a per-call error; the message lists the served ones).', action: 'Use an entity the message lists (smart-processes).' },
   ROUTE_NOT_FOUND: { status: 404, when: 'No such route.', action: 'See GET /v1/openapi.json for the routes.' },
   METHOD_NOT_ALLOWED: { status: 405, when: 'The route exists but not with this method; see the Allow header.', action: 'Use a method from the Allow header.' },
   PORTAL_NOT_EMPTY: { status: 409, when: 'A portal that still has keys or types was asked to be deleted without ?force=true (beyond the hosted API).', action: 'Delete its keys and types first, or send ?force=true.' },

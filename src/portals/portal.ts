@@ -35,7 +35,18 @@ export interface SmartProcessTypes {
   create(draft: TypeDraft, actor: Actor): Promise<TypeCard>;
   update(entityTypeId: number, patch: TypePatch, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
   delete(entityTypeId: number, options?: WriteOptions): Promise<void>;
+  /**
+   * Optional: several cards read together (the reads of a batch). A bitrix24 portal answers
+   * from its cache and combines the rest into native `batch` calls; without it, `get` is
+   * called per id. Each id's outcome apart: a card, null (no such type), or the error.
+   */
+  getMany?(entityTypeIds: number[]): Promise<Map<number, Settled<TypeCard | null>>>;
+  /** Optional: several list queries answered together (in their order), each outcome apart. */
+  listMany?(queries: ListQuery[]): Promise<Settled<{ records: TypeRecord[]; total: number }>[]>;
 }
+
+/** The outcome of one of several operations asked together. */
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /** Whether a portal can serve calls now; when not, why (check order row 6: 401 TOKEN_MISSING). */
 export type Readiness = { ready: true } | { ready: false; message: string; hint: string };

@@ -33,6 +33,8 @@ const PORTAL_ROUTES: PortalRoute[] = [
   { method: 'POST', path: '/v1/smart-processes', url: '/v1/smart-processes', body: { title: 'Created by the request', entityTypeId: CREATED_ETID }, write: true },
   { method: 'PATCH', path: '/v1/smart-processes/:entityTypeId', url: `/v1/smart-processes/${ETID}`, body: { title: 'Changed by the request', isStagesEnabled: true }, write: true },
   { method: 'DELETE', path: '/v1/smart-processes/:entityTypeId', url: `/v1/smart-processes/${ETID}`, write: true },
+  { method: 'POST', path: '/v1/smart-processes/batch (get)', url: '/v1/smart-processes/batch', body: { action: 'get', items: [{ entityTypeId: ETID }] }, write: false },
+  { method: 'POST', path: '/v1/smart-processes/batch (update)', url: '/v1/smart-processes/batch', body: { action: 'update', items: [{ entityTypeId: ETID, title: 'Changed by the request', isStagesEnabled: true }] }, write: true },
 ];
 const READ_ROUTES = PORTAL_ROUTES.filter((r) => !r.write);
 const WRITE_ROUTES = PORTAL_ROUTES.filter((r) => r.write);

@@ -43,5 +43,18 @@ export default fp(async function authPlugin(app: FastifyInstance, options: { acc
       if (request.principal.rateLimit) reply.headers(rateLimitHeaders(request.principal.rateLimit));
     };
     route.onRequest = [check, ...(route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest])];
+    const { writesWith } = access;
+    if (!writesWith) return;
+    // The body says whether the request writes: row 8 for a write, then row 9, once it is parsed (before any handler check).
+    const afterBody = async (request: FastifyRequest, reply: FastifyReply) => {
+      const principal = principalOf(request);
+      if (writesWith(request.body)) {
+        const refusal = options.access.refusal(principal, { ...access, write: true });
+        if (refusal) throw refusal;
+      }
+      principal.rateLimit = await options.access.consumeRate(principal.key);
+      if (principal.rateLimit) reply.headers(rateLimitHeaders(principal.rateLimit));
+    };
+    route.preValidation = [afterBody, ...(route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation])];
   });
 });

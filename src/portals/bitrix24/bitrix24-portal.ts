@@ -34,7 +34,7 @@ import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../dom
 import { checkRelations } from '../../domain/smart-process-type/relations.js';
 import { ApiError, typeNotFound } from '../../errors.js';
 import type { SecretBox, Store } from '../../store/store.js';
-import { checkIfMatch, type Actor, type Portal, type Readiness, type SmartProcessTypes, type WriteOptions } from '../portal.js';
+import { checkIfMatch, type Actor, type Portal, type Readiness, type Settled, type SmartProcessTypes, type WriteOptions } from '../portal.js';
 import { DEFAULT_BUDGET_LIMITS, type PortalBudget, type PortalBudgets } from './budget.js';
 import { mapBitrix24Failure } from './error-mapping.js';
 import { compareRecords, finishReadAll, matchesCondition, planPages, toNativeList } from './native-filter.js';
@@ -60,7 +60,7 @@ import {
 } from './native-mapping.js';
 import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth.js';
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
-import { Bitrix24Error, type Bitrix24RestClient, type CallResult } from './rest-client.js';
+import { Bitrix24Error, MAX_BATCH_COMMANDS, type BatchCommand, type BatchResult, type Bitrix24RestClient, type CallResult } from './rest-client.js';
 
 export interface Bitrix24PortalDeps {
   store: Store;
@@ -161,6 +161,16 @@ class PortalCache {
     return promise;
   }
 
+  /** A stamp to pass to `put`: a value read after it is stored only if no `clear()` came between. */
+  get stamp(): number {
+    return this.generation;
+  }
+
+  /** Stores a value read outside `get` (the cards of a native batch). */
+  put(key: string, value: unknown, stamp: number): void {
+    if (this.generation === stamp && this.ttlMs > 0) this.values.set(key, { value, expires: Date.now() + this.ttlMs });
+  }
+
   clear(): void {
     this.generation++;
     this.values.clear();
@@ -250,7 +260,16 @@ export class Bitrix24Types implements SmartProcessTypes {
   /** One method call: token manager → budget → client; repeated per `retry` with back-off. */
   private async call<T>(method: string, params: Record<string, unknown>, retry: Retry): Promise<CallResult<T>> {
     const { client, tokens } = await this.connect();
-    const once = () => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }))) : this.budget.run(method, () => client.call<T>(method, params)));
+    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }))) : this.budget.run(method, () => client.call<T>(method, params))), retry);
+  }
+
+  /** Read commands in one native `batch` call (one request for the portal's limit and our budget); repeated like a read. */
+  private async batchRead(commands: Record<string, BatchCommand>): Promise<BatchResult> {
+    const { client, tokens } = await this.connect();
+    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run('batch', () => client.batch(commands, false, { auth }))) : this.budget.run('batch', () => client.batch(commands))), 'read');
+  }
+
+  private async tries<T>(once: () => Promise<T>, retry: Retry): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await once();
@@ -286,11 +305,38 @@ export class Bitrix24Types implements SmartProcessTypes {
   /** Every type of the portal (light items), read through start/next. */
   /** The portal's types (every light item, through start/next); cached, or `fresh` for the pre-checks of a write (never from the cache). */
   private allTypes(options: { fresh?: boolean } = {}): Promise<TypeRecord[]> {
+    const order = { id: 'ASC' };
+    const records = (result: unknown) => typesOfListResult(result).map((t) => fromNativeListItem(t, this.timeZone));
     const read = async () => {
-      const all: TypeRecord[] = [];
-      for (let start: number | undefined = 0; start !== undefined; ) {
-        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order: { id: 'ASC' }, start }, 'read');
-        all.push(...typesOfListResult(page.result).map((t) => fromNativeListItem(t, this.timeZone)));
+      const first: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start: 0 }, 'read');
+      const all = records(first.result);
+      let next = typeof first.next === 'number' && first.next > 0 ? first.next : undefined;
+      // The pages after the first, known from `total`, in native batch calls of up to 50 pages:
+      // one request each instead of one a page. A page that failed or is missing, and pages of
+      // types added meanwhile (the last page has a `next`), are read one by one below.
+      const pageSize = next;
+      while (next !== undefined && pageSize && first.total !== undefined && next < first.total) {
+        const starts: number[] = [];
+        for (let start = next; start < first.total && starts.length < MAX_BATCH_COMMANDS; start += pageSize) starts.push(start);
+        const answer = await this.batchRead(Object.fromEntries(starts.map((start) => [`p${start}`, { method: 'crm.type.list', params: { order, start } }])));
+        let complete = true;
+        for (const start of starts) {
+          const key = `p${start}`;
+          if (answer.errors[key] || !(key in answer.result)) {
+            next = start;
+            complete = false;
+            break;
+          }
+          all.push(...records(answer.result[key]));
+        }
+        if (!complete) break;
+        const last = starts[starts.length - 1];
+        const after = answer.next[`p${last}`];
+        next = typeof after === 'number' && after > last ? after : undefined;
+      }
+      for (let start = next; start !== undefined; ) {
+        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start }, 'read');
+        all.push(...records(page.result));
         start = typeof page.next === 'number' && page.next > start ? page.next : undefined;
       }
       return all;
@@ -360,6 +406,106 @@ export class Bitrix24Types implements SmartProcessTypes {
 
   async has(entityTypeId: number): Promise<boolean> {
     return (await this.get(entityTypeId)) !== null;
+  }
+
+  /**
+   * Several cards at once (the reads of a batch): from the cache where it has them, the
+   * others through native `batch` calls of crm.type.getByEntityTypeId, 50 commands each
+   * (one request for the portal's limit and for our budget, instead of one per card). A
+   * command that failed for a reason worth repeating (server error, time limit) is read
+   * again alone, with the repetitions of a single read.
+   */
+  async getMany(entityTypeIds: number[]): Promise<Map<number, Settled<TypeCard | null>>> {
+    const out = new Map<number, Settled<TypeCard | null>>();
+    const missing: number[] = [];
+    for (const id of new Set(entityTypeIds)) {
+      const hit = this.cache.peek<TypeCard | null>(`card:${id}`);
+      if (hit === undefined) missing.push(id);
+      else {
+        bitrix24CacheStats.hits++;
+        out.set(id, { ok: true, value: hit });
+      }
+    }
+    const alone = async (id: number) => {
+      try {
+        out.set(id, { ok: true, value: await this.get(id) });
+      } catch (error) {
+        out.set(id, { ok: false, error });
+      }
+    };
+    if (missing.length === 1) await alone(missing[0]);
+    if (missing.length < 2) return out;
+    for (let from = 0; from < missing.length; from += MAX_BATCH_COMMANDS) {
+      const chunk = missing.slice(from, from + MAX_BATCH_COMMANDS);
+      const stamp = this.cache.stamp;
+      bitrix24CacheStats.misses += chunk.length;
+      let answer: BatchResult;
+      try {
+        answer = await this.batchRead(Object.fromEntries(chunk.map((id) => [`c${id}`, { method: 'crm.type.getByEntityTypeId', params: { entityTypeId: id } }])));
+      } catch (error) {
+        const failure = this.fail(error);
+        for (const id of chunk) out.set(id, { ok: false, error: failure });
+        continue;
+      }
+      const again: number[] = [];
+      for (const id of chunk) {
+        const key = `c${id}`;
+        const failure = answer.errors[key];
+        try {
+          if (failure) {
+            if (failure.kind !== 'not_found') {
+              if (RETRYABLE.has(failure.kind) || failure.kind === 'operation_time_limit' || failure.kind === 'query_limit') again.push(id);
+              else out.set(id, { ok: false, error: this.fail(failure, { entityTypeId: id }) });
+              continue;
+            }
+            this.cache.put(`card:${id}`, null, stamp);
+            out.set(id, { ok: true, value: null });
+            continue;
+          }
+          if (!(key in answer.result)) {
+            again.push(id);
+            continue;
+          }
+          const card = fromNativeCard(typeOfResult(answer.result[key]), this.timeZone);
+          this.cache.put(`card:${id}`, card, stamp);
+          out.set(id, { ok: true, value: card });
+        } catch (error) {
+          out.set(id, { ok: false, error: this.fail(error, { entityTypeId: id }) });
+        }
+      }
+      for (const id of again) await alone(id);
+    }
+    return out;
+  }
+
+  /**
+   * Several list queries at once (the reads of a batch): two or more are answered from one
+   * read of the whole type list (cached, or read once), with the local store's semantics,
+   * as `list` does whenever the whole list is at hand.
+   */
+  async listMany(queries: ListQuery[]): Promise<Settled<{ records: TypeRecord[]; total: number }>[]> {
+    const one = async (query: ListQuery): Promise<Settled<{ records: TypeRecord[]; total: number }>> => {
+      try {
+        return { ok: true, value: await this.list(query) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    };
+    if (queries.length < 2) return Promise.all(queries.map(one));
+    let all: TypeRecord[];
+    try {
+      all = await this.allTypes();
+    } catch (error) {
+      const failure = this.fail(error);
+      return queries.map(() => ({ ok: false, error: failure }));
+    }
+    return queries.map((query) => {
+      try {
+        return { ok: true, value: toNativeList(query).matchesNothing ? { records: [], total: 0 } : inMemory(all, query) };
+      } catch (error) {
+        return { ok: false, error: this.fail(error) };
+      }
+    });
   }
 
   // ------------------------------------------------------------------ writes

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { CreateTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
-import { parseCreateBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { portalCall } from '../../portal-route.js';
+import { createType } from '../../../operations/smart-process-types.js';
 import { sendCard, TAGS, WRITE } from './shared.js';
 
 const createRoute: FastifyPluginAsyncTypebox = async (app) => {
@@ -15,10 +15,8 @@ const createRoute: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: dataEnvelope(TypeCardSchema, 'Created: the card'), ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS, 'BITRIX_ERROR']) },
     },
   }, async (request, reply) => {
-    const { portal, actor, timeZone } = portalCall(request);
-    const draft = parseCreateBody(request.body);
-    const card = await portal.types.create(draft, actor);
-    return sendCard(reply, card, timeZone, 201);
+    const call = portalCall(request);
+    return sendCard(reply, await createType(call, request.body), call.timeZone, 201);
   });
 };
 

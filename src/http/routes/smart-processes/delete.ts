@@ -4,6 +4,7 @@ import { EntityTypeIdParamsSchema } from '../../../domain/smart-process-type/sch
 import { hasBodyError } from '../../plugins/input-guard.js';
 import { errorResponses, NoContentSchema, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { deleteType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, TAGS, WRITE } from './shared.js';
 
 const deleteRoute: FastifyPluginAsyncTypebox = async (app) => {
@@ -25,7 +26,7 @@ const deleteRoute: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    await portalCall(request).portal.types.delete(entityTypeId, { ifMatch: ifMatchOf(request) });
+    await deleteType(portalCall(request), entityTypeId, ifMatchOf(request));
     return reply.code(204).send();
   });
 };

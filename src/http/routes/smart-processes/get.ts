@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { portalCall } from '../../portal-route.js';
+import { getType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, READ, sendStoredCard, TAGS } from './shared.js';
 
 const getRoute: FastifyPluginAsyncTypebox = async (app) => {
@@ -16,10 +16,8 @@ const getRoute: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    const { portal, timeZone } = portalCall(request);
-    const card = await portal.types.get(entityTypeId);
-    if (!card) throw typeNotFound(entityTypeId);
-    return sendStoredCard(reply, card, timeZone);
+    const call = portalCall(request);
+    return sendStoredCard(reply, await getType(call, entityTypeId), call.timeZone);
   });
 };
 

@@ -5,9 +5,10 @@ import fields from './fields.js';
 import get from './get.js';
 import list from './list.js';
 import search from './search.js';
+import batch from './batch.js';
 import update from './update.js';
 
 /** /v1/smart-processes: one file per operation. */
 export default async function smartProcessRoutes(app: FastifyInstance) {
-  for (const register of [list, search, fields, get, create, update, remove]) await app.register(register);
+  for (const register of [list, search, fields, get, create, update, remove, batch]) await app.register(register);
 }

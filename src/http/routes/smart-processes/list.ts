@@ -1,9 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { DEFAULT_LIMIT, MAX_LIMIT, parseListQuery, type Source } from '../../../domain/list-query.js';
-import { listItemJson, presentListItem } from '../../../domain/smart-process-type/card.js';
-import { TYPE_FIELD_TABLE } from '../../../domain/smart-process-type/fields.js';
+import { DEFAULT_LIMIT, MAX_LIMIT, type Source } from '../../../domain/list-query.js';
+import { listTypes as listTypesOf } from '../../../operations/smart-process-types.js';
 import { TypeListItemSchema } from '../../../domain/smart-process-type/schemas.js';
 import { documentationOnly, errorResponses, listEnvelope, PORTAL_ACCESS_ERRORS, UncheckedInput } from '../../schemas.js';
 import { portalCall } from '../../portal-route.js';
@@ -28,18 +27,8 @@ export const ListQueryDoc = Type.Object({
 
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
-  const { portal, timeZone } = portalCall(request);
-  const query = parseListQuery(TYPE_FIELD_TABLE, raw, source, timeZone);
-  const { records, total } = await portal.types.list(query);
-  const items = records.map((record) => {
-    if (!query.select) return listItemJson(record, timeZone);
-    const item = presentListItem(record, timeZone) as Record<string, unknown>;
-    const picked: Record<string, unknown> = {};
-    for (const name of query.select) picked[name] = item[name];
-    return JSON.stringify(picked);
-  });
-  const meta = { total, limit: query.limit, offset: query.offset, hasMore: query.offset + records.length < total };
-  return reply.type('application/json; charset=utf-8').send(`{"success":true,"data":[${items.join(',')}],"meta":${JSON.stringify(meta)}}`);
+  const { itemsJson, meta } = await listTypesOf(portalCall(request), raw, source);
+  return reply.type('application/json; charset=utf-8').send(`{"success":true,"data":${itemsJson},"meta":${JSON.stringify(meta)}}`);
 }
 
 const listRoute: FastifyPluginAsyncTypebox = async (app) => {

@@ -1,16 +1,14 @@
-import type { RouteAccess } from '../../../access/access-service.js';
 import { cardJson, type TypeCard } from '../../../domain/smart-process-type/card.js';
 import { cardAnswers, pathId } from '../../portal-route.js';
 
-export const READ: RouteAccess = { kind: 'portal', scope: 'crm' };
-export const WRITE: RouteAccess = { kind: 'portal', scope: 'crm', write: true };
+export { TYPE_READ as READ, TYPE_WRITE as WRITE } from '../../../operations/smart-process-types.js';
 export const TAGS = ['Smart processes'];
 
 /** Path parameter check (after access, before existence): a positive integer in the 32-bit range; /search and /fields are routes of their own. */
 export const entityTypeIdFrom = pathId({
   param: 'entityTypeId',
   collection: '/v1/smart-processes',
-  literals: new Map([['search', ['POST']], ['fields', ['GET', 'HEAD']]]),
+  literals: new Map([['search', ['POST']], ['fields', ['GET', 'HEAD']], ['batch', ['POST']]]),
   fix: 'list the types: GET /v1/smart-processes',
 });
 

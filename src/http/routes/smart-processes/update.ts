@@ -1,9 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
-import { parsePatchBody } from '../../../domain/smart-process-type/input.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
+import { requireType, updateType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
 
 const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
@@ -12,7 +11,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      if (!(await portalCall(request).portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+      await requireType(portalCall(request), entityTypeId);
       if (request.body === undefined) request.body = {};
     },
     schema: {
@@ -28,10 +27,8 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
-    const { portal, actor, timeZone } = portalCall(request);
-    const patch = parsePatchBody(request.body, entityTypeId);
-    const card = await portal.types.update(entityTypeId, patch, actor, { ifMatch: ifMatchOf(request) });
-    return sendCard(reply, card, timeZone);
+    const call = portalCall(request);
+    return sendCard(reply, await updateType(call, entityTypeId, request.body, ifMatchOf(request)), call.timeZone);
   });
 };
 

@@ -1,0 +1,85 @@
+import { parseListQuery, type ListQuery, type Source } from '../domain/list-query.js';
+import { listItemJson, presentListItem, type TypeCard, type TypeRecord } from '../domain/smart-process-type/card.js';
+import { describeFields, TYPE_FIELD_TABLE } from '../domain/smart-process-type/fields.js';
+import { parseCreateBody, parsePatchBody } from '../domain/smart-process-type/input.js';
+import type { CreateTypeBody, PatchTypeBody } from '../domain/smart-process-type/schemas.js';
+import type { RouteAccess } from '../access/access-service.js';
+import { typeNotFound } from '../errors.js';
+import type { Actor, Portal } from '../portals/portal.js';
+
+/**
+ * What each /v1/smart-processes operation does once access is granted, whoever asks: its
+ * route (src/http/routes/smart-processes/*) or a call of a batch (src/operations/batch.ts).
+ * Both call these, so a batch call is served exactly as its route. Bodies come in checked
+ * against the route's schema (the route's validator, or checkBody for a batch).
+ */
+export interface TypeCall {
+  portal: Portal;
+  actor: Actor;
+  timeZone: string;
+}
+
+/** What the routes (and the calls of a batch) on smart process types demand of the caller. */
+export const TYPE_READ: RouteAccess = { kind: 'portal', scope: 'crm' };
+export const TYPE_WRITE: RouteAccess = { kind: 'portal', scope: 'crm', write: true };
+
+export interface ListMeta {
+  total: number;
+  limit: number;
+  offset: number;
+  hasMore: boolean;
+}
+
+/** List and search parameters (a query string or a search body): the one place the list parser is called. */
+export function parseTypeListQuery(call: TypeCall, raw: unknown, source: Source): ListQuery {
+  return parseListQuery(TYPE_FIELD_TABLE, raw, source, call.timeZone);
+}
+
+/** A page of types as the list answer shows it: the JSON text of `data` (the items, `select` applied) and `meta`. */
+export function renderTypeList(query: ListQuery, page: { records: TypeRecord[]; total: number }, timeZone: string): { itemsJson: string; meta: ListMeta } {
+  const items = page.records.map((record) => {
+    if (!query.select) return listItemJson(record, timeZone);
+    const item = presentListItem(record, timeZone) as Record<string, unknown>;
+    const picked: Record<string, unknown> = {};
+    for (const name of query.select) picked[name] = item[name];
+    return JSON.stringify(picked);
+  });
+  const meta = { total: page.total, limit: query.limit, offset: query.offset, hasMore: query.offset + page.records.length < page.total };
+  return { itemsJson: `[${items.join(',')}]`, meta };
+}
+
+/** GET /v1/smart-processes and POST /v1/smart-processes/search: parse (400s), ask the portal, present. */
+export async function listTypes(call: TypeCall, raw: unknown, source: Source): Promise<{ itemsJson: string; meta: ListMeta }> {
+  const query = parseTypeListQuery(call, raw, source);
+  return renderTypeList(query, await call.portal.types.list(query), call.timeZone);
+}
+
+/** GET /v1/smart-processes/:entityTypeId. */
+export async function getType(call: TypeCall, entityTypeId: number): Promise<TypeCard> {
+  const card = await call.portal.types.get(entityTypeId);
+  if (!card) throw typeNotFound(entityTypeId);
+  return card;
+}
+
+/** The existence check of PATCH (contract §4: 404 before any body problem). */
+export async function requireType(call: TypeCall, entityTypeId: number): Promise<void> {
+  if (!(await call.portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+}
+
+/** POST /v1/smart-processes (body checked against CreateTypeBodySchema). */
+export function createType(call: TypeCall, body: CreateTypeBody): Promise<TypeCard> {
+  return call.portal.types.create(parseCreateBody(body), call.actor);
+}
+
+/** PATCH /v1/smart-processes/:entityTypeId (existence checked, body checked against PatchTypeBodySchema). */
+export function updateType(call: TypeCall, entityTypeId: number, body: PatchTypeBody | undefined, ifMatch?: readonly number[]): Promise<TypeCard> {
+  return call.portal.types.update(entityTypeId, parsePatchBody(body, entityTypeId), call.actor, { ifMatch });
+}
+
+/** DELETE /v1/smart-processes/:entityTypeId. */
+export function deleteType(call: TypeCall, entityTypeId: number, ifMatch?: readonly number[]): Promise<void> {
+  return call.portal.types.delete(entityTypeId, { ifMatch });
+}
+
+/** GET /v1/smart-processes/fields: the same answer for every portal. */
+export const TYPE_FIELDS_DATA = describeFields();
