@@ -1,10 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import qs from 'qs';
 import { AccessService } from './access/access-service.js';
-import { InvalidationBus } from './access/invalidation.js';
+import { InvalidationBus, invalidationChannel } from './access/invalidation.js';
 import { KeysService } from './access/keys-service.js';
+import { AuditService } from './audit/audit-service.js';
 import { KeyRateLimiter } from './access/rate-limiter.js';
 import { RedisConnection } from './access/redis.js';
 import type { Config } from './config.js';
@@ -18,6 +20,7 @@ import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
 import sessionRoutes from './http/routes/sessions.js';
+import auditRoutes from './http/routes/audit.js';
 import smartProcessRoutes from './http/routes/smart-processes/index.js';
 import batchRoutes from './http/routes/batch.js';
 import type { Services } from './http/services.js';
@@ -56,6 +59,16 @@ export interface AppOptions {
 }
 
 /** Builds the whole server: store, services, plugins, routes, one error handler. Does not listen. */
+/**
+ * The Redis name of this deployment when REDIS_PREFIX is not set: `smartproc:<id>`, the id
+ * claimed once in the store's settings (a random id; every instance on the same store reads
+ * the same one, whatever spelling of DATABASE_URL it uses).
+ */
+async function deploymentPrefix(store: Store): Promise<string> {
+  await store.write(({ repos }) => repos.settings.claim('deployment_id', randomBytes(9).toString('base64url')));
+  return `smartproc:${await store.read.settings.get('deployment_id')}`;
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -87,14 +100,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Without Redis the server starts all the same (degraded, one warning) and reconnects in the background: docs/operations.md.
   const connection = config.redisUrl ? new RedisConnection(config.redisUrl, app.log) : null;
   const redis = connection?.client ?? null;
-  const bus = new InvalidationBus(redis, app.log);
+  const bus = new InvalidationBus(redis, app.log, invalidationChannel(config.redisPrefix ?? (redis ? await deploymentPrefix(store) : 'smartproc')));
   await bus.start(connection && (await connection.connected()) ? undefined : 0);
 
   // bitrix24 portals (docs/bitrix24.md): one request budget per portal (Redis when set), credentials sealed with the SecretBox.
   let box = options.secretBox ?? null;
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
-  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs };
+  const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log };
   const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
   const services: Services = {
     store,
@@ -102,9 +115,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keys: new KeysService(store, bus),
     portals: new PortalsService(store, bus, new Bitrix24PortalSetup(store, secretBox, budgets)),
     portalRegistry,
+    audit: new AuditService(store, config.auditRetentionDays),
   };
   app.decorate('services', services);
+  services.audit.start(app.log);
   app.addHook('onClose', async () => {
+    services.audit.stop();
     await bus.stop();
     connection?.disconnect();
     if (!options.store) await store.close();
@@ -135,6 +151,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(keyRoutes, { prefix: '/v1/keys' });
   await app.register(portalRoutes, { prefix: '/v1/portals' });
   await app.register(sessionRoutes, { prefix: '/v1/sessions' });
+  await app.register(auditRoutes, { prefix: '/v1/audit' });
   app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();
   return app;

@@ -6,6 +6,8 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** Names this deployment's messages on a shared Redis (the cache invalidation channel); null: derived from the store (docs/operations.md). */
+  redisPrefix: string | null;
   logLevel: string;
   bootstrapManagementKey: string | null;
   trustProxy: string[] | null;
@@ -23,6 +25,8 @@ export interface Config {
   bitrix24CacheTtlMs: number;
   bitrix24QueueTimeoutMs: number;
   bitrix24CallTimeoutMs: number;
+  /** Audit entries older than this many days are deleted (hourly); 0 keeps them all. */
+  auditRetentionDays: number;
 }
 
 export class ConfigError extends Error {}
@@ -44,6 +48,12 @@ function parseNumber(env: NodeJS.ProcessEnv, name: string, fallback: number, min
   return n;
 }
 
+function parseRedisPrefix(value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return null;
+  if (!/^[A-Za-z0-9:._-]{1,100}$/.test(value)) throw new ConfigError(`REDIS_PREFIX must be 1..100 of A-Z a-z 0-9 : . _ -, got "${value}"`);
+  return value;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const trustProxy = env.TRUST_PROXY?.trim();
   const headersTimeoutMs = parseNumber(env, 'HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
@@ -55,6 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: path.resolve(env.DATA_DIR || './data'),
     databaseUrl: env.DATABASE_URL || null,
     redisUrl: env.REDIS_URL || null,
+    redisPrefix: parseRedisPrefix(env.REDIS_PREFIX),
     logLevel: env.LOG_LEVEL || 'info',
     bootstrapManagementKey: env.SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY || null,
     trustProxy: trustProxy ? trustProxy.split(',').map((s) => s.trim()).filter(Boolean) : null,
@@ -68,5 +79,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24CacheTtlMs: parseNumber(env, 'BITRIX24_CACHE_TTL_MS', 30_000, 0, 3_600_000),
     bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
+    auditRetentionDays: parseNumber(env, 'AUDIT_RETENTION_DAYS', 90, 0, 36_500),
   };
 }

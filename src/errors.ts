@@ -34,7 +34,7 @@ export const ERROR_TABLE = {
   INTERNAL_ERROR: { status: 500, when: 'A bug. The message hides internals; the log has the request id.', action: 'Report it with the requestId.' },
   BITRIX_UNAVAILABLE: { status: 502, when: 'The real portal could not be reached or kept failing; a write may or may not have happened.', action: 'Check the state, then retry.' },
   SERVICE_UNAVAILABLE: { status: 503, when: 'The store is down, the server is overloaded or shutting down.', action: 'Retry after `retryAfter` seconds.' },
-  QUEUE_TIMEOUT: { status: 504, when: "A request waited too long for the portal's rate budget.", action: 'Retry after `retryAfter` seconds.' },
+  QUEUE_TIMEOUT: { status: 504, when: "A request waited too long (BITRIX24_QUEUE_TIMEOUT_MS, for all its calls together) for the portal's rate budget, or for another write of the same type on another instance.", action: 'Retry after `retryAfter` seconds.' },
 } as const satisfies Record<string, { status: number; when: string; action: string }>;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;

@@ -5,6 +5,8 @@ import type { KeysService } from './keys-service.js';
 import { DEFAULT_PORTAL_SCOPES, MANAGEMENT_SCOPES } from './key-model.js';
 import { displayParts, hashSecret, KEY_PREFIX, kindOfKey, newId } from './tokens.js';
 import type { KeyRecord } from '../domain/records.js';
+import { keyChanges, portalChanges, SYSTEM_AUDIT } from '../domain/audit.js';
+import { recordPortalChange } from '../portals/portal-audit.js';
 
 export interface BootstrapResult {
   file: string;
@@ -59,6 +61,11 @@ export async function bootstrapIfEmpty(store: Store, keys: KeysService, options:
     const personal = await keys.prepare({ kind: 'personal', portalId: portal.id, name: 'Bootstrap personal key', scopes: DEFAULT_PORTAL_SCOPES, userId: 1 }, null, now, always);
     await repos.keys.insert(management.key, hashSecret(management.secret));
     await repos.keys.insert(personal.key, hashSecret(personal.secret));
+    // The audit trail starts with what the server made by itself.
+    await recordPortalChange(repos, SYSTEM_AUDIT, portal.id, 'create', portalChanges(null, portal));
+    for (const key of [management.key, personal.key]) {
+      await repos.audit.record({ at: now, portalId: key.portalId, resource: 'key', resourceId: key.id, action: 'create', context: SYSTEM_AUDIT, changes: keyChanges(null, key) });
+    }
     const content = {
       note: 'Created on first start. Keep this file secret; smartproc stores only hashes of these keys.',
       portal: { id: portal.id, domain: portal.domain, timeZone: portal.timeZone },

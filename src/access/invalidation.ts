@@ -4,7 +4,8 @@ import { REDIS_START_WAIT_MS, REDIS_TIMEOUT_MS, withTimeout } from './redis.js';
 
 export type Invalidation = { type: 'key'; id: string } | { type: 'portal'; id: number } | { type: 'all' };
 
-const CHANNEL = 'smartproc:invalidate';
+/** The channel of a deployment: `<prefix>:invalidate` (app.ts: REDIS_PREFIX, else derived from the store). */
+export const invalidationChannel = (prefix: string) => `${prefix}:invalidate`;
 
 /**
  * Tells every server instance that a key or portal changed, so that caches drop it
@@ -19,7 +20,15 @@ export class InvalidationBus {
   private subscriber: Redis | null = null;
   private readonly unpublished = new LogThrottle(10_000);
 
-  constructor(private readonly redis: Redis | null, private readonly log: WarnLog = stderrLog) {}
+  /**
+   * `channel` is per deployment: deployments sharing one Redis must not hear each other
+   * (their portal ids overlap), while every instance of one deployment must use the same.
+   */
+  constructor(
+    private readonly redis: Redis | null,
+    private readonly log: WarnLog = stderrLog,
+    private readonly channel = invalidationChannel('smartproc'),
+  ) {}
 
   /**
    * Subscribes on a connection of its own, which queues the subscription until Redis is
@@ -39,10 +48,10 @@ export class InvalidationBus {
         /* a malformed message is ignored: caches expire on their own */
       }
     });
-    const subscribed = subscriber.subscribe(CHANNEL).then(
+    const subscribed = subscriber.subscribe(this.channel).then(
       () => true,
       (error: unknown) => {
-        if (this.subscriber === subscriber) this.log.warn({ err: error }, `Could not subscribe to ${CHANNEL} on Redis; other instances' key changes reach this one within 1 s (key cache)`);
+        if (this.subscriber === subscriber) this.log.warn({ err: error }, `Could not subscribe to ${this.channel} on Redis; other instances' key changes reach this one within 1 s (key cache)`);
         return false;
       },
     );
@@ -70,7 +79,7 @@ export class InvalidationBus {
     if (!this.redis) return;
     try {
       if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
-      await withTimeout(this.redis.publish(CHANNEL, JSON.stringify(message)), REDIS_TIMEOUT_MS, 'publish');
+      await withTimeout(this.redis.publish(this.channel, JSON.stringify(message)), REDIS_TIMEOUT_MS, 'publish');
     } catch (error) {
       const held = this.unpublished.pass();
       if (held !== null) {

@@ -2,7 +2,7 @@ import net from 'node:net';
 import type { ErrorDetail } from '../errors.js';
 import { isoTime, type KeyKind, type KeyRecord } from '../domain/records.js';
 
-export const MANAGEMENT_SCOPES = ['vibe:mgmt:keys', 'vibe:mgmt:portals'] as const;
+export const MANAGEMENT_SCOPES = ['vibe:mgmt:keys', 'vibe:mgmt:portals', 'vibe:mgmt:audit'] as const;
 /** Bitrix24 scopes a bootstrap personal key gets; any lower-case Bitrix24 scope name is accepted on keys. */
 export const DEFAULT_PORTAL_SCOPES = ['crm', 'task', 'user', 'department', 'disk', 'im', 'calendar', 'catalog', 'bizproc', 'lists'];
 export const DEFAULT_REQUESTS_PER_SECOND = 10;

@@ -3,7 +3,9 @@ import type { KeysRepository, Store, StoreTransaction } from '../store/store.js'
 import type { InvalidationBus } from './invalidation.js';
 import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems } from './key-model.js';
 import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX } from './tokens.js';
-import type { AccessMode, KeyKind, KeyRecord, SessionRecord } from '../domain/records.js';
+import { isoTime, type AccessMode, type KeyKind, type KeyRecord, type SessionRecord } from '../domain/records.js';
+import { CLI_AUDIT, keyChanges, REDACTED, sessionChanges, type AuditAction, type AuditContext, type Changes, type ManagementCaller } from '../domain/audit.js';
+import type { Repositories } from '../store/store.js';
 
 export const SESSION_LIFETIME_MS = 24 * 3600 * 1000;
 export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
@@ -25,6 +27,14 @@ export type KeyChanges = Omit<KeyInput, 'kind' | 'portalId'>;
 
 /** The key making a management call; null when the operator acts through the CLI on the store. */
 export type ActingKey = KeyRecord | null;
+
+/** Who calls: a management key with its audit context, or null for the operator on the store (the CLI: actor "cli", no key). */
+export type Caller = ManagementCaller | null;
+
+/** The audit entry of a key or session change, in the write's own transaction. */
+function record(repos: Repositories, audit: AuditContext, resource: 'key' | 'session', subject: { id: string; portalId: number | null }, action: AuditAction, changes: Changes): Promise<void> {
+  return repos.audit.record({ at: Date.now(), portalId: subject.portalId, resource, resourceId: subject.id, action, context: audit, changes });
+}
 
 function parseExpiry(value: string | null | undefined, problems: ErrorDetail[], now: number): number | null | undefined {
   if (value === undefined || value === null) return value;
@@ -76,9 +86,12 @@ export class KeysService {
     }
   }
 
-  async create(input: KeyInput, actor: ActingKey, now = Date.now()): Promise<{ key: KeyRecord; secret: string }> {
-    const { key, secret } = await this.prepare(input, actor, now, async (id) => (await this.store.read.portals.get(id)) !== null);
-    await this.write(({ repos }) => repos.keys.insert(key, hashSecret(secret)), { location: 'body.portalId', message: `portal ${key.portalId} was deleted meanwhile` });
+  async create(input: KeyInput, caller: Caller, now = Date.now()): Promise<{ key: KeyRecord; secret: string }> {
+    const { key, secret } = await this.prepare(input, caller?.key ?? null, now, async (id) => (await this.store.read.portals.get(id)) !== null);
+    await this.write(async ({ repos }) => {
+      await repos.keys.insert(key, hashSecret(secret));
+      await record(repos, caller?.audit ?? CLI_AUDIT, 'key', key, 'create', keyChanges(null, key));
+    }, { location: 'body.portalId', message: `portal ${key.portalId} was deleted meanwhile` });
     return { key, secret };
   }
 
@@ -126,7 +139,8 @@ export class KeysService {
     return { key, secret };
   }
 
-  async update(id: string, changes: KeyChanges, actor: ActingKey, now = Date.now()): Promise<KeyRecord> {
+  async update(id: string, changes: KeyChanges, caller: Caller, now = Date.now()): Promise<KeyRecord> {
+    const actor = caller?.key ?? null;
     // Read, checked and written in one write (the row locked on PostgreSQL): a concurrent
     // change, a revocation say, is never overwritten by a row read before it.
     const next = await this.store.write(async ({ repos }) => {
@@ -154,6 +168,8 @@ export class KeysService {
       if (actor && actor.id === current.id) this.assertNotWidened(current, changed, 'A key cannot widen its own rights');
       else if (actor && changed.kind === 'management') this.assertNotWidened(actor, changed, 'A management key cannot give another one more rights than its own');
       await repos.keys.update(changed);
+      const audited = keyChanges(current, changed);
+      if (Object.keys(audited).length) await record(repos, caller?.audit ?? CLI_AUDIT, 'key', changed, 'update', audited);
       return changed;
     });
     await this.bus.publish({ type: 'key', id });
@@ -199,10 +215,13 @@ export class KeysService {
   }
 
   /** The same rule as for changes: no key deletes one with more rights than its own (itself excepted). */
-  async delete(id: string, actor: ActingKey = null): Promise<void> {
+  async delete(id: string, caller: Caller = null): Promise<void> {
     await this.store.write(async ({ repos }) => {
-      this.assertMayActOn(actor, await this.lockedKey(repos.keys, id));
+      const current = await this.lockedKey(repos.keys, id);
+      this.assertMayActOn(caller?.key ?? null, current);
       await repos.keys.delete(id);
+      // Its sessions end with it; the entry of the key says so.
+      await record(repos, caller?.audit ?? CLI_AUDIT, 'key', current, 'delete', keyChanges(current, null));
     });
     await this.bus.publish({ type: 'key', id });
   }
@@ -211,7 +230,8 @@ export class KeysService {
    * A new secret, shown once; the old ones stop at once or after the grace period.
    * The caller receives the secret, so it must hold every management scope of the key.
    */
-  async rotate(id: string, gracePeriodSeconds: number, actor: ActingKey = null, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
+  async rotate(id: string, gracePeriodSeconds: number, caller: Caller = null, now = Date.now()): Promise<{ key: KeyRecord; secret: string; previousSecretExpiresAt: number }> {
+    const actor = caller?.key ?? null;
     const previousSecretExpiresAt = now + gracePeriodSeconds * 1000;
     const rotated = await this.store.write(async ({ repos }) => {
       const current = await this.lockedKey(repos.keys, id);
@@ -223,13 +243,15 @@ export class KeysService {
       await repos.keys.addSecret(id, hash, null, now);
       await repos.keys.expireOtherSecrets(id, hash, previousSecretExpiresAt);
       await repos.keys.update(key);
+      await record(repos, caller?.audit ?? CLI_AUDIT, 'key', key, 'rotate', { secret: { before: REDACTED, after: REDACTED }, previousSecretExpiresAt: { after: isoTime(previousSecretExpiresAt) } });
       return { key, secret };
     });
     await this.bus.publish({ type: 'key', id });
     return { ...rotated, previousSecretExpiresAt };
   }
 
-  async mintSession(input: { keyId: string; userId: number }, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
+  /** `audit`: who asks for the session (a management key, the CLI, or a user authorizing an application). */
+  async mintSession(input: { keyId: string; userId: number }, audit: AuditContext, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
     const key = await this.repo().get(input.keyId);
     if (!key) throw validationError([{ location: 'body.keyId', message: `no key with id ${input.keyId}` }]);
     if (key.kind !== 'application' || key.portalId === null) {
@@ -248,7 +270,22 @@ export class KeysService {
       expiresAt: now + SESSION_LIFETIME_MS,
       createdAt: now,
     };
-    await this.write(({ repos }) => repos.keys.insertSession(session, hashSecret(token)), { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
+    await this.write(async ({ repos }) => {
+      await repos.keys.insertSession(session, hashSecret(token));
+      await record(repos, audit, 'session', session, 'create', sessionChanges(session, 'after'));
+    }, { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
     return { session, token };
+  }
+
+  /** Ends a session at once, on every instance (404 when there is none). A hook for every way a session ends on request. */
+  async deleteSession(id: string, audit: AuditContext): Promise<SessionRecord> {
+    const session = await this.store.write(async ({ repos }) => {
+      const found = await repos.keys.deleteSession(id);
+      if (!found) throw new ApiError('ENTITY_NOT_FOUND', `Session ${id} not found`);
+      await record(repos, audit, 'session', found, 'delete', sessionChanges(found, 'before'));
+      return found;
+    });
+    await this.bus.publish({ type: 'key', id: session.keyId });
+    return session;
   }
 }

@@ -14,6 +14,7 @@ import { banner, closeOnSignals, startServer } from '../server.js';
 import { loadSecretBox, migrate, openStore, type SecretBox } from '../store/store.js';
 import { Bitrix24PortalSetup } from '../portals/bitrix24/bitrix24-portals.js';
 import { KEY_KINDS, type KeyRecord } from '../domain/records.js';
+import { CLI_AUDIT } from '../domain/audit.js';
 
 /** The CLI works on the store directly (DATABASE_URL / DATA_DIR), and tells running servers through Redis when REDIS_URL is set. */
 async function withServices<T>(work: (s: { keys: KeysService; portals: PortalsService }) => Promise<T>): Promise<T> {
@@ -193,7 +194,7 @@ program
   .requiredOption('--user-id <id>', 'portal user the session acts as', integer('--user-id'))
   .option('--json', 'print JSON')
   .action(async (o) => withServices(async ({ keys }) => {
-    const { session, token } = await keys.mintSession({ keyId: o.key, userId: o.userId });
+    const { session, token } = await keys.mintSession({ keyId: o.key, userId: o.userId }, CLI_AUDIT);
     const shown = { id: session.id, token, keyId: session.keyId, portalId: session.portalId, userId: session.userId, expiresAt: new Date(session.expiresAt).toISOString() };
     console.log(o.json ? JSON.stringify(shown, null, 2) : `${table([shown], ['id', 'keyId', 'portalId', 'userId', 'expiresAt'])}\n\nToken (shown once): ${token}`);
   }));

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { positiveInt32Param } from '../domain/input-rules.js';
 import { ApiError } from '../errors.js';
-import type { Actor, Portal } from '../portals/portal.js';
-import { portalOf, principalOf } from './plugins/auth.js';
+import type { Actor, Portal, RequestContext } from '../portals/portal.js';
+import { auditContextOf, portalOf, principalOf } from './plugins/auth.js';
 
 /*
  * What the routes of every portal-scoped resource share (/v1/smart-processes today, items
@@ -44,13 +44,20 @@ export interface PortalCall {
   portal: Portal;
   actor: Actor;
   timeZone: string;
+  /** The request as the portal sees it (one deadline across its native calls): pass it to every portal call of the request. */
+  context: RequestContext;
 }
 
-/** The caller's portal, who acts, and the portal's time zone (portal routes only). */
+/** One RequestContext per request, made when the request first calls its portal (PATCH: in preValidation). */
+const contexts = new WeakMap<FastifyRequest, RequestContext>();
+
+/** The caller's portal, who acts, the portal's time zone and the request's context (portal routes only). */
 export function portalCall(request: FastifyRequest): PortalCall {
   const principal = principalOf(request);
   const portal = portalOf(request, request.server.services.portalRegistry);
-  return { portal, actor: { userId: principal.userId ?? 0 }, timeZone: portal.record.timeZone };
+  let context = contexts.get(request);
+  if (!context) contexts.set(request, (context = { startedAt: Date.now() }));
+  return { portal, actor: { userId: principal.userId ?? 0, audit: auditContextOf(request) }, timeZone: portal.record.timeZone, context };
 }
 
 /** One element of an If-Match list, and the comma after it: `"..."`, `W/"..."` (RFC 9110 §8.8.3 entity-tag) or empty (§5.6.1). */
@@ -81,6 +88,8 @@ export function ifMatchOf(request: FastifyRequest): readonly number[] | undefine
 /** A card of a portal resource: its record carries the version that is its ETag. */
 export interface VersionedCard {
   record: { version: number };
+  /** What a write that happened did not do as asked: answered as `warnings` beside `data` (domain/write-warning.ts). */
+  warnings?: readonly unknown[];
 }
 
 export interface CardAnswers<C extends VersionedCard> {
@@ -112,7 +121,8 @@ export function cardAnswers<C extends VersionedCard>(cardJson: (card: C, timeZon
       return sendVersioned(reply, card.record.version, stored.body, 200);
     },
     send(reply, card, timeZone, status = 200) {
-      return sendVersioned(reply, card.record.version, answer(card, timeZone), status);
+      const body = card.warnings?.length ? `{"success":true,"data":${cardJson(card, timeZone)},"warnings":${JSON.stringify(card.warnings)}}` : answer(card, timeZone);
+      return sendVersioned(reply, card.record.version, body, status);
     },
   };
 }

@@ -26,6 +26,23 @@ export function dataEnvelope<T extends TSchema>(data: T, description = 'Success'
   return Type.Object({ success: Type.Literal(true), data }, { description });
 }
 
+export const WriteWarningSchema = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('notApplied'), Type.Literal('unverified')], { description: 'notApplied: asked for, not shown by the card read back; unverified: the card could not be read back' }),
+    location: Type.String({ description: 'where in the request, e.g. body.relations.parent[1].entityTypeId' }),
+    message: Type.String(),
+    fix: Type.Optional(Type.String()),
+    requested: Type.Optional(Type.Unknown()),
+    actual: Type.Optional(Type.Unknown()),
+  },
+  { description: 'What a write that happened did not do as asked (bitrix24 portals; docs/bitrix24.md)' },
+);
+
+/** The answer of a write that carries a card: `warnings` when the portal did not keep everything asked (never a 4xx for a write that happened). */
+export function writeEnvelope<T extends TSchema>(data: T, description = 'Success') {
+  return Type.Object({ success: Type.Literal(true), data, warnings: Type.Optional(Type.Array(WriteWarningSchema)) }, { description });
+}
+
 /**
  * The schema of an input that a route parses in the domain itself (every problem in one
  * answer), with `validatorCompiler: documentationOnly`: the same JSON Schema for the

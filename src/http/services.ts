@@ -1,4 +1,5 @@
 import type { AccessService } from '../access/access-service.js';
+import type { AuditService } from '../audit/audit-service.js';
 import type { KeysService } from '../access/keys-service.js';
 import type { PortalRegistry } from '../portals/registry.js';
 import type { PortalsService } from '../portals/portals-service.js';
@@ -11,6 +12,7 @@ export interface Services {
   keys: KeysService;
   portals: PortalsService;
   portalRegistry: PortalRegistry;
+  audit: AuditService;
 }
 
 declare module 'fastify' {

@@ -10,7 +10,7 @@ import { CreateTypeBodySchema, PatchTypeBodySchema, type CreateTypeBody, type Pa
 import { ApiError, ERROR_TABLE, typeNotFound } from '../errors.js';
 import type { Settled, SmartProcessTypes } from '../portals/portal.js';
 import { checkBody } from './body-validator.js';
-import { createType, deleteType, TYPE_READ as READ, TYPE_WRITE as WRITE, parseTypeListQuery, renderTypeList, requireType, TYPE_FIELDS_DATA, updateType, type TypeCall } from './smart-process-types.js';
+import { createType, deleteType, TYPE_READ as READ, TYPE_WRITE as WRITE, parseTypeListQuery, renderTypeList, requireType, typeFieldsData, updateType, type TypeCall } from './smart-process-types.js';
 
 /**
  * Runs the calls of `POST /v1/batch` and the items of `POST /v1/smart-processes/batch`
@@ -43,14 +43,16 @@ export interface BatchDeps {
 }
 
 
-type Outcome = { ok: true; json: string; total?: number } | { ok: false; error: ApiError };
+/** `warnings`: the JSON text of what a write that happened did not do as asked (bitrix24 portals; its route answers them beside `data`). */
+type Outcome = { ok: true; json: string; total?: number; warnings?: string } | { ok: false; error: ApiError };
+type Written = { json: string; warnings?: string };
 
 /** A call or item made ready to run: a read (asked together with its neighbours) or a write (run alone). */
 type Step =
   | { kind: 'done'; outcome: Outcome }
   | { kind: 'get'; entityTypeId: number; relocate: (e: ApiError) => ApiError }
   | { kind: 'list'; query: ListQuery; relocate: (e: ApiError) => ApiError }
-  | { kind: 'write'; run: (call: TypeCall) => Promise<string>; relocate: (e: ApiError) => ApiError };
+  | { kind: 'write'; run: (call: TypeCall) => Promise<Written>; relocate: (e: ApiError) => ApiError };
 
 const identity = (e: ApiError) => e;
 
@@ -112,7 +114,7 @@ async function runSteps(steps: Step[], deps: BatchDeps): Promise<Outcome[]> {
     const call = deps.typeCall();
     if (step.kind === 'write') {
       try {
-        outcomes[i] = { ok: true, json: await step.run(call) };
+        outcomes[i] = { ok: true, ...(await step.run(call)) };
       } catch (error) {
         outcomes[i] = failed(error, deps, step.relocate);
       }
@@ -147,10 +149,15 @@ async function runSteps(steps: Step[], deps: BatchDeps): Promise<Outcome[]> {
   return outcomes;
 }
 
+/** A written card as its route answers it: the card, and its warnings when there are any. */
+function written(card: TypeCard, timeZone: string): Written {
+  return { json: cardJson(card, timeZone), warnings: card.warnings?.length ? JSON.stringify(card.warnings) : undefined };
+}
+
 /** The write steps: the route's checks that need the portal (existence, then the body for update) run in order with the other writes. */
 function createStep(body: unknown, relocate: (e: ApiError) => ApiError): Step {
   checkBody(CreateTypeBodySchema, body, 'body');
-  return { kind: 'write', relocate, run: async (c) => cardJson(await createType(c, body as CreateTypeBody), c.timeZone) };
+  return { kind: 'write', relocate, run: async (c) => written(await createType(c, body as CreateTypeBody), c.timeZone) };
 }
 
 function updateStep(entityTypeId: number, body: unknown, relocate: (e: ApiError) => ApiError): Step {
@@ -160,13 +167,13 @@ function updateStep(entityTypeId: number, body: unknown, relocate: (e: ApiError)
     run: async (c) => {
       await requireType(c, entityTypeId);
       checkBody(PatchTypeBodySchema, body, 'body');
-      return cardJson(await updateType(c, entityTypeId, body as PatchTypeBody), c.timeZone);
+      return written(await updateType(c, entityTypeId, body as PatchTypeBody), c.timeZone);
     },
   };
 }
 
 function deleteStep(entityTypeId: number, relocate: (e: ApiError) => ApiError): Step {
-  return { kind: 'write', relocate, run: async (c) => (await deleteType(c, entityTypeId), 'null') };
+  return { kind: 'write', relocate, run: async (c) => (await deleteType(c, entityTypeId), { json: 'null' }) };
 }
 
 function prepare(make: () => Step, deps: BatchDeps, relocate: (e: ApiError) => ApiError): Step {
@@ -197,7 +204,7 @@ function prepareCall(call: BatchCall, deps: BatchDeps): Step {
       case 'fields':
         refuseEntityId(call, action);
         refuseParams(call, action);
-        return { kind: 'done', outcome: { ok: true, json: JSON.stringify(TYPE_FIELDS_DATA) } };
+        return { kind: 'done', outcome: { ok: true, json: JSON.stringify(typeFieldsData(timeZoneCall.portal)) } };
       case 'list':
       case 'search':
         refuseEntityId(call, action);
@@ -227,16 +234,19 @@ export async function runBatchCalls(calls: BatchCall[], deps: BatchDeps): Promis
   const results: string[] = [];
   const totals: string[] = [];
   const errors: string[] = [];
+  const warnings: string[] = [];
   outcomes.forEach((outcome, i) => {
     const key = JSON.stringify(calls[i].id);
     if (!outcome.ok) errors.push(`${key}:${errorJson(outcome.error)}`);
     else {
       results.push(`${key}:${outcome.json}`);
       if (outcome.total !== undefined) totals.push(`${key}:${outcome.total}`);
+      if (outcome.warnings) warnings.push(`${key}:${outcome.warnings}`);
     }
   });
   const summary = { total: calls.length, succeeded: results.length, failed: errors.length };
-  return `{"results":{${results.join(',')}},"totals":{${totals.join(',')}},"errors":{${errors.join(',')}},"summary":${JSON.stringify(summary)}}`;
+  const warned = warnings.length ? `,"warnings":{${warnings.join(',')}}` : '';
+  return `{"results":{${results.join(',')}},"totals":{${totals.join(',')}},"errors":{${errors.join(',')}}${warned},"summary":${JSON.stringify(summary)}}`;
 }
 
 // ---------------------------------------------------------------- POST /v1/smart-processes/batch
@@ -269,7 +279,7 @@ export async function runItemsBatch(action: ItemAction, items: unknown[], deps: 
   const results = outcomes.map((outcome) => {
     if (!outcome.ok) return `{"success":false,"error":${errorJson(outcome.error)}}`;
     succeeded++;
-    return `{"success":true,"data":${outcome.json}}`;
+    return outcome.warnings ? `{"success":true,"data":${outcome.json},"warnings":${outcome.warnings}}` : `{"success":true,"data":${outcome.json}}`;
   });
   const summary = { total: items.length, succeeded, failed: items.length - succeeded };
   return `{"action":${JSON.stringify(action)},"results":[${results.join(',')}],"summary":${JSON.stringify(summary)}}`;

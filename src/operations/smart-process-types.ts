@@ -5,7 +5,7 @@ import { parseCreateBody, parsePatchBody } from '../domain/smart-process-type/in
 import type { CreateTypeBody, PatchTypeBody } from '../domain/smart-process-type/schemas.js';
 import type { RouteAccess } from '../access/access-service.js';
 import { typeNotFound } from '../errors.js';
-import type { Actor, Portal } from '../portals/portal.js';
+import type { Actor, Portal, RequestContext } from '../portals/portal.js';
 
 /**
  * What each /v1/smart-processes operation does once access is granted, whoever asks: its
@@ -17,6 +17,8 @@ export interface TypeCall {
   portal: Portal;
   actor: Actor;
   timeZone: string;
+  /** The request as the portal sees it (one deadline across all its native calls). */
+  context?: RequestContext;
 }
 
 /** What the routes (and the calls of a batch) on smart process types demand of the caller. */
@@ -51,35 +53,44 @@ export function renderTypeList(query: ListQuery, page: { records: TypeRecord[]; 
 /** GET /v1/smart-processes and POST /v1/smart-processes/search: parse (400s), ask the portal, present. */
 export async function listTypes(call: TypeCall, raw: unknown, source: Source): Promise<{ itemsJson: string; meta: ListMeta }> {
   const query = parseTypeListQuery(call, raw, source);
-  return renderTypeList(query, await call.portal.types.list(query), call.timeZone);
+  return renderTypeList(query, await call.portal.types.list(query, call.context), call.timeZone);
 }
 
 /** GET /v1/smart-processes/:entityTypeId. */
 export async function getType(call: TypeCall, entityTypeId: number): Promise<TypeCard> {
-  const card = await call.portal.types.get(entityTypeId);
+  const card = await call.portal.types.get(entityTypeId, call.context);
   if (!card) throw typeNotFound(entityTypeId);
   return card;
 }
 
 /** The existence check of PATCH (contract §4: 404 before any body problem). */
 export async function requireType(call: TypeCall, entityTypeId: number): Promise<void> {
-  if (!(await call.portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+  if (!(await call.portal.types.has(entityTypeId, call.context))) throw typeNotFound(entityTypeId);
 }
 
 /** POST /v1/smart-processes (body checked against CreateTypeBodySchema). */
 export function createType(call: TypeCall, body: CreateTypeBody): Promise<TypeCard> {
-  return call.portal.types.create(parseCreateBody(body), call.actor);
+  return call.portal.types.create(parseCreateBody(body), call.actor, { context: call.context });
 }
 
 /** PATCH /v1/smart-processes/:entityTypeId (existence checked, body checked against PatchTypeBodySchema). */
 export function updateType(call: TypeCall, entityTypeId: number, body: PatchTypeBody | undefined, ifMatch?: readonly number[]): Promise<TypeCard> {
-  return call.portal.types.update(entityTypeId, parsePatchBody(body, entityTypeId), call.actor, { ifMatch });
+  return call.portal.types.update(entityTypeId, parsePatchBody(body, entityTypeId), call.actor, { ifMatch, context: call.context });
 }
 
 /** DELETE /v1/smart-processes/:entityTypeId. */
 export function deleteType(call: TypeCall, entityTypeId: number, ifMatch?: readonly number[]): Promise<void> {
-  return call.portal.types.delete(entityTypeId, { ifMatch });
+  return call.portal.types.delete(entityTypeId, call.actor, { ifMatch, context: call.context });
 }
 
-/** GET /v1/smart-processes/fields: the same answer for every portal. */
-export const TYPE_FIELDS_DATA = describeFields();
+/** The data of GET /v1/smart-processes/fields, one per set of read-only flags (one per portal kind): /fields tells the truth for the caller's portal. */
+const fieldsData = new Map<string, ReturnType<typeof describeFields>>();
+
+/** GET /v1/smart-processes/fields: the flags this portal cannot set are shown read-only. */
+export function typeFieldsData(portal: Portal): ReturnType<typeof describeFields> {
+  const readOnly = portal.types.readOnlyFlags ?? [];
+  const key = readOnly.join(',');
+  let data = fieldsData.get(key);
+  if (!data) fieldsData.set(key, (data = describeFields(readOnly)));
+  return data;
+}

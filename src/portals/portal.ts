@@ -1,12 +1,25 @@
+import type { AuditContext } from '../domain/audit.js';
 import type { ListQuery } from '../domain/list-query.js';
 import type { PortalRecord } from '../domain/records.js';
 import type { TypeCard, TypeRecord } from '../domain/smart-process-type/card.js';
 import type { TypeDraft, TypePatch } from '../domain/smart-process-type/input.js';
 import { ApiError } from '../errors.js';
 
-/** The portal user an operation runs as: the key owner, or the user of the session. */
+/** The portal user an operation runs as (the key owner, or the user of the session), and the context its audit entry records. */
 export interface Actor {
   userId: number;
+  /** Who makes the change and from where, carried from the request (never AsyncLocalStorage). */
+  audit: AuditContext;
+}
+
+/**
+ * One client request, as the portal sees it: a remote portal bounds every wait of the
+ * request (its queue for the portal's budget, a write lock) from `startedAt`, one deadline
+ * across all the native calls the request makes. Local portals ignore it.
+ */
+export interface RequestContext {
+  /** When the request reached the route (epoch ms). */
+  startedAt: number;
 }
 
 export interface WriteOptions {
@@ -16,6 +29,7 @@ export interface WriteOptions {
    * left out); empty = none can match. Absent, or `If-Match: *`: no condition.
    */
   ifMatch?: readonly number[];
+  context?: RequestContext;
 }
 
 /** The 412 of a write whose If-Match lists none of the current version (both portal kinds). */
@@ -27,14 +41,17 @@ export function checkIfMatch(options: WriteOptions, version: number): void {
   });
 }
 
-/** The smart process types of one portal: the six operations behind /v1/smart-processes. */
+/**
+ * The smart process types of one portal: the six operations behind /v1/smart-processes.
+ * Every write records its audit entry (src/domain/audit.ts) with `actor.audit`.
+ */
 export interface SmartProcessTypes {
-  list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }>;
-  get(entityTypeId: number): Promise<TypeCard | null>;
-  has(entityTypeId: number): Promise<boolean>;
-  create(draft: TypeDraft, actor: Actor): Promise<TypeCard>;
+  list(query: ListQuery, context?: RequestContext): Promise<{ records: TypeRecord[]; total: number }>;
+  get(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null>;
+  has(entityTypeId: number, context?: RequestContext): Promise<boolean>;
+  create(draft: TypeDraft, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
   update(entityTypeId: number, patch: TypePatch, actor: Actor, options?: WriteOptions): Promise<TypeCard>;
-  delete(entityTypeId: number, options?: WriteOptions): Promise<void>;
+  delete(entityTypeId: number, actor: Actor, options?: WriteOptions): Promise<void>;
   /**
    * Optional: several cards read together (the reads of a batch). A bitrix24 portal answers
    * from its cache and combines the rest into native `batch` calls; without it, `get` is
@@ -43,6 +60,8 @@ export interface SmartProcessTypes {
   getMany?(entityTypeIds: number[]): Promise<Map<number, Settled<TypeCard | null>>>;
   /** Optional: several list queries answered together (in their order), each outcome apart. */
   listMany?(queries: ListQuery[]): Promise<Settled<{ records: TypeRecord[]; total: number }>[]>;
+  /** Flags this portal reports but cannot set (GET /fields shows them read-only); none on a local portal. */
+  readonly readOnlyFlags?: readonly string[];
 }
 
 /** The outcome of one of several operations asked together. */

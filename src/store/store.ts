@@ -5,6 +5,7 @@ import type { StoreFailure } from './driver-errors.js';
 import { openPostgres } from './postgres.js';
 import { openSqlite } from './sqlite.js';
 import type { Runner } from './repository.js';
+import { AuditRepository } from './repositories/audit-repository.js';
 import { Bitrix24PortalsRepository } from './repositories/bitrix24-portals-repository.js';
 import { KeysRepository } from './repositories/keys-repository.js';
 import { PortalsRepository } from './repositories/portals-repository.js';
@@ -14,7 +15,7 @@ import type { Database, Db, Dialect } from './tables.js';
 import type { WriteBatch } from './write-batch.js';
 
 export type { StoreFailure } from './driver-errors.js';
-export type { Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { AuditRepository, Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
 export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
 /** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
 export { loadSecretBox, SecretBox } from './secret-box.js';
@@ -27,6 +28,8 @@ export interface Repositories {
   keys: KeysRepository;
   settings: SettingsRepository;
   bitrix24: Bitrix24PortalsRepository;
+  /** The audit trail: `record` inside a write puts the entry in the change's own transaction. */
+  audit: AuditRepository;
 }
 
 /** One write, as `work` sees it: repositories bound to its transaction. */
@@ -74,13 +77,14 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** Repositories bound to a connection or a write's runner, each made when first used (a PATCH needs one of five). */
+/** Repositories bound to a connection or a write's runner, each made when first used (a PATCH needs two of six). */
 class BoundRepositories implements Repositories {
   private typesRepository?: TypesRepository;
   private portalsRepository?: PortalsRepository;
   private keysRepository?: KeysRepository;
   private settingsRepository?: SettingsRepository;
   private bitrix24Repository?: Bitrix24PortalsRepository;
+  private auditRepository?: AuditRepository;
 
   constructor(private readonly db: Db, private readonly dialect: Dialect, private readonly runner?: Runner) {}
 
@@ -98,6 +102,9 @@ class BoundRepositories implements Repositories {
   }
   get bitrix24() {
     return (this.bitrix24Repository ??= new Bitrix24PortalsRepository(this.db, this.runner, this.dialect));
+  }
+  get audit() {
+    return (this.auditRepository ??= new AuditRepository(this.db, this.dialect, this.runner));
   }
 }
 

@@ -96,6 +96,23 @@ export interface Bitrix24PortalsTable {
   updated_at: number;
 }
 
+/** The `audit_log` table (migration 004): one row per change; `changes` is JSON (src/domain/audit.ts). No foreign keys: entries outlive what they describe. */
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: number;
+  portal_id: number | null;
+  resource: string;
+  resource_id: string;
+  action: string;
+  actor: string;
+  key_id: string | null;
+  key_kind: string | null;
+  user_id: number | null;
+  request_id: string | null;
+  client_ip: string | null;
+  changes: string;
+}
+
 export interface Database {
   portals: PortalsTable;
   smart_process_types: SmartProcessTypesTable;
@@ -105,6 +122,7 @@ export interface Database {
   sessions: SessionsTable;
   settings: SettingsTable;
   bitrix24_portals: Bitrix24PortalsTable;
+  audit_log: AuditLogTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

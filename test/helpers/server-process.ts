@@ -31,7 +31,7 @@ export interface ServerProcess {
 export async function startServerProcess(name: string, env: Record<string, string>): Promise<ServerProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `smartproc-${name}-`));
   const port = await freePort();
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DATA_DIR: dataDir, SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: '', ...env };
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DATA_DIR: dataDir, SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: '', MAX_EVENT_LOOP_DELAY_MS: '0', ...env };
   delete childEnv.NODE_TEST_CONTEXT;
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'serve'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];

@@ -1,3 +1,4 @@
+import { SYSTEM_AUDIT } from '../../src/domain/audit.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/errors.js';
@@ -14,7 +15,7 @@ function depsWith(create: () => Promise<never>) {
   const deps: BatchDeps = {
     principal: {} as BatchDeps['principal'],
     access: {} as BatchDeps['access'],
-    typeCall: () => ({ portal, actor: { userId: 1 }, timeZone: 'UTC' }),
+    typeCall: () => ({ portal, actor: { userId: 1, audit: SYSTEM_AUDIT }, timeZone: 'UTC' }),
     known: (error) => (error instanceof StoreDown ? new ApiError('SERVICE_UNAVAILABLE', 'The store is unavailable; retry shortly', { retryAfter: 1 }) : null),
     logBug: (error) => bugs.push(error),
     requestId: 'req_test',

@@ -1,3 +1,4 @@
+import { CLI_AUDIT } from '../../src/domain/audit.js';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -103,7 +104,7 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
     const { app, store, record, close } = await cacheFixture();
     try {
       const portal = app.services.portalRegistry.portalFor(record);
-      const actor = { userId: 1 };
+      const actor = { userId: 1, audit: CLI_AUDIT };
       const draft = (title: string, entityTypeId: number) => parseCreateBody({ title, entityTypeId });
       await portal.types.create(draft('X', 1080), actor);
       await portal.types.create(draft('Y', 1082), actor);

@@ -2,6 +2,7 @@ import { FLAG_BIT, FLAG_NAMES, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT } from 
 import { predefinedRelations } from './relations.js';
 import type { Relation, TypeCardJson, TypeListItemJson } from './schemas.js';
 import { formatTime } from '../time.js';
+import type { WriteWarning } from '../write-warning.js';
 
 /** A smart process type as the store holds it: times in epoch seconds, flags as bit sets. */
 export interface TypeRecord {
@@ -30,6 +31,8 @@ export interface Edge {
 export interface TypeCard {
   record: TypeRecord;
   relations: { parent: Relation[]; child: Relation[] };
+  /** Only on a card a write answers, when the portal did not keep everything asked (bitrix24 portals): answered beside `data`. */
+  warnings?: WriteWarning[];
 }
 
 /** Predefined edges first, then the stored ones by entityTypeId. */

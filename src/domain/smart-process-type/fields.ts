@@ -62,11 +62,11 @@ export const ECHOED_READ_ONLY_FIELDS = ['id', 'createdBy', 'createdTime', 'updat
 export const TITLE_MAX_LENGTH = 255;
 export const CODE_MAX_LENGTH = 255;
 
-/** The `/v1/smart-processes/fields` answer. */
-export function describeFields() {
+/** The `/v1/smart-processes/fields` answer; `readOnly` names fields the portal reports but cannot set (a bitrix24 portal's unwritable flags). */
+export function describeFields(readOnly: readonly string[] = []) {
   const fields: Record<string, { type: FieldType; isRequired: boolean; isReadOnly: boolean; isImmutable: boolean; isMultiple: boolean; isDynamic: boolean; title: string }> = {};
   for (const f of TYPE_FIELDS) {
-    fields[f.name] = { type: f.type, isRequired: f.isRequired, isReadOnly: f.isReadOnly, isImmutable: f.isImmutable, isMultiple: f.isMultiple, isDynamic: false, title: f.title };
+    fields[f.name] = { type: f.type, isRequired: f.isRequired, isReadOnly: f.isReadOnly || readOnly.includes(f.name), isImmutable: f.isImmutable, isMultiple: f.isMultiple, isDynamic: false, title: f.title };
   }
   return { fields };
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { rateLimitHeaders, type AccessService, type Principal, type RouteAccess } from '../../access/access-service.js';
+import type { AuditContext, ManagementCaller } from '../../domain/audit.js';
 import { ApiError } from '../../errors.js';
 import type { Portal } from '../../portals/portal.js';
 import type { PortalRegistry } from '../../portals/registry.js';
@@ -20,6 +21,21 @@ export function portalOf(request: FastifyRequest, registry: PortalRegistry): Por
   const portal = request.principal?.portal;
   if (!portal) throw new ApiError('INTERNAL_ERROR', 'portal route without a portal key');
   return registry.portalFor(portal);
+}
+
+/**
+ * Who makes a change and from where, as the audit trail records it: the calling key
+ * (id, kind), the portal user it acts as, the request id and the client address
+ * (TRUST_PROXY applies). Passed explicitly down to the store write.
+ */
+export function auditContextOf(request: FastifyRequest): AuditContext {
+  const principal = principalOf(request);
+  return { actor: 'key', keyId: principal.key.id, keyKind: principal.key.kind, userId: principal.userId, requestId: request.id, clientIp: request.ip };
+}
+
+/** A management call: the calling key (for the rules on what it may do) and its audit context. */
+export function managementCaller(request: FastifyRequest): ManagementCaller {
+  return { key: principalOf(request).key, audit: auditContextOf(request) };
 }
 
 export function principalOf(request: FastifyRequest): Principal {

@@ -3,7 +3,7 @@ import { Type } from 'typebox';
 import type { RouteAccess } from '../../access/access-service.js';
 import { presentKey } from '../../access/key-model.js';
 import { positiveInt32Param } from '../../domain/input-rules.js';
-import { principalOf } from '../plugins/auth.js';
+import { managementCaller } from '../plugins/auth.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS, NoContentSchema } from '../schemas.js';
 import { CreateKeyBodySchema, KeyKindSchema, IdParamsSchema, KeySchema, KeyWithSecretSchema, RotateKeyBodySchema, UpdateKeyBodySchema } from './management-schemas.js';
 import { isoTime } from '../../domain/records.js';
@@ -35,7 +35,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { access: WRITE },
     schema: { tags, summary: 'Create a key; the secret is in the answer, once', body: CreateKeyBodySchema, response: { 201: dataEnvelope(KeyWithSecretSchema), ...errors('WRITE_BLOCKED_READONLY_KEY', ...BODY_ERRORS) } },
   }, async (request, reply) => {
-    const { key, secret } = await keys.create(request.body, principalOf(request).key);
+    const { key, secret } = await keys.create(request.body, managementCaller(request));
     return reply.code(201).send({ success: true, data: { ...presentKey(key), secret } });
   });
 
@@ -48,7 +48,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { access: WRITE },
     schema: { tags, summary: 'Change a key (takes effect on the next request, on every instance)', params: IdParamsSchema, body: UpdateKeyBodySchema, response: { 200: dataEnvelope(KeySchema), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND', ...BODY_ERRORS) } },
   }, async (request) => {
-    const key = await keys.update(request.params.id, request.body ?? {}, principalOf(request).key);
+    const key = await keys.update(request.params.id, request.body ?? {}, managementCaller(request));
     return { success: true as const, data: presentKey(key) };
   });
 
@@ -56,7 +56,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { access: WRITE },
     schema: { tags, summary: 'Delete a key (refused on the next request, on every instance)', params: IdParamsSchema, response: { 204: NoContentSchema(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'ENTITY_NOT_FOUND') } },
   }, async (request, reply) => {
-    await keys.delete(request.params.id, principalOf(request).key);
+    await keys.delete(request.params.id, managementCaller(request));
     return reply.code(204).send();
   });
 
@@ -68,7 +68,7 @@ const keyRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request) => {
     const grace = request.body.gracePeriodSeconds ?? 0;
-    const { key, secret, previousSecretExpiresAt } = await keys.rotate(request.params.id, grace, principalOf(request).key);
+    const { key, secret, previousSecretExpiresAt } = await keys.rotate(request.params.id, grace, managementCaller(request));
     return { success: true as const, data: { ...presentKey(key), secret, previousSecretExpiresAt: isoTime(previousSecretExpiresAt)! } };
   });
 };

@@ -4,6 +4,7 @@ import type { RouteAccess } from '../../access/access-service.js';
 
 import { positiveInt32Param } from '../../domain/input-rules.js';
 
+import { auditContextOf } from '../plugins/auth.js';
 import { BODY_ERRORS, dataEnvelope, errorResponses, MANAGEMENT_ACCESS_ERRORS, NoContentSchema } from '../schemas.js';
 import { CreatePortalBodySchema, IdParamsSchema, PortalSchema, UpdatePortalBodySchema } from './management-schemas.js';
 import { isoTime, type PortalRecord } from '../../domain/records.js';
@@ -36,7 +37,7 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },
-  }, async (request, reply) => reply.code(201).send({ success: true, data: presentPortal(await portals.create(request.body)) }));
+  }, async (request, reply) => reply.code(201).send({ success: true, data: presentPortal(await portals.create(request.body, auditContextOf(request))) }));
 
   app.get('/:id', {
     config: { access: READ },
@@ -49,7 +50,7 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: async (request) => {
       if (request.body === undefined) request.body = {};
     },
-  }, async (request) => ({ success: true as const, data: presentPortal(await portals.update(portalId(request.params), request.body)) }));
+  }, async (request) => ({ success: true as const, data: presentPortal(await portals.update(portalId(request.params), request.body, auditContextOf(request))) }));
 
   app.delete('/:id', {
     config: { access: WRITE },
@@ -60,7 +61,7 @@ const portalRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 204: NoContentSchema(), ...errors('WRITE_BLOCKED_READONLY_KEY', 'VALIDATION_ERROR', 'ENTITY_NOT_FOUND', 'PORTAL_NOT_EMPTY') },
     },
   }, async (request, reply) => {
-    await portals.delete(portalId(request.params), request.query.force === 'true');
+    await portals.delete(portalId(request.params), request.query.force === 'true', auditContextOf(request));
     return reply.code(204).send();
   });
 };

@@ -27,14 +27,18 @@
  */
 import type { Redis } from 'ioredis';
 import type { InvalidationBus } from '../../access/invalidation.js';
+import type { WarnLog } from '../../log-throttle.js';
 import type { ListQuery } from '../../domain/list-query.js';
 import type { PortalRecord } from '../../domain/records.js';
 import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
+import type { Changes } from '../../domain/audit.js';
+import { edgeChanges, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { checkRelations } from '../../domain/smart-process-type/relations.js';
 import { ApiError, typeNotFound } from '../../errors.js';
 import type { SecretBox, Store } from '../../store/store.js';
-import { checkIfMatch, type Actor, type Portal, type Readiness, type Settled, type SmartProcessTypes, type WriteOptions } from '../portal.js';
+import type { WriteWarning } from '../../domain/write-warning.js';
+import { checkIfMatch, type Actor, type Portal, type Readiness, type RequestContext, type Settled, type SmartProcessTypes, type WriteOptions } from '../portal.js';
 import { DEFAULT_BUDGET_LIMITS, type PortalBudget, type PortalBudgets } from './budget.js';
 import { mapBitrix24Failure } from './error-mapping.js';
 import { compareRecords, finishReadAll, matchesCondition, planPages, toNativeList } from './native-filter.js';
@@ -46,8 +50,11 @@ import {
   flagsAfterPatch,
   fromNativeCard,
   fromNativeListItem,
+  ignoredLinkedUserFields,
+  ignoredLinkedUserFieldsError,
+  NATIVE_UNWRITABLE_FLAGS,
   NativeShapeError,
-  notKeptError,
+  notKeptWarnings,
   patchChangesCard,
   relationsToSend,
   toNativeAddFields,
@@ -55,12 +62,15 @@ import {
   typeOfResult,
   typesOfListResult,
   unkeptFields,
+  type ExpectedScalars,
   unwritableFlagChanges,
   unwritableFlagsError,
 } from './native-mapping.js';
 import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth.js';
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
+import type { RelationsChange } from '../../domain/smart-process-type/relations.js';
 import { Bitrix24Error, MAX_BATCH_COMMANDS, type BatchCommand, type BatchResult, type Bitrix24RestClient, type CallResult } from './rest-client.js';
+import { RedisWriteLock } from './write-lock.js';
 
 export interface Bitrix24PortalDeps {
   store: Store;
@@ -72,24 +82,29 @@ export interface Bitrix24PortalDeps {
   cacheTtlMs: number;
   /** Per-call timeout (ms). */
   callTimeoutMs: number;
+  /** Warnings that no request answers (a refused client_endpoint, a write lock without Redis); never with a secret. */
+  log?: WarnLog;
 }
 
 /**
- * Writes of one portal run one at a time in this process: Bitrix24 has no conditional
- * update, so If-Match, the code uniqueness check and the relation pre-check hold only if
- * no other write of this process slips between the fresh read and the write. (Writes
- * from several instances, or made inside Bitrix24, can still interleave: docs/bitrix24.md.)
+ * Writes of one portal run one at a time in this server (its deps object): Bitrix24 has no
+ * conditional update, so If-Match, the code uniqueness check and the relation pre-check
+ * hold only if no other write slips between the fresh read and the write. Across instances
+ * the write lock in Redis does the same per type (write-lock.ts; docs/bitrix24.md).
  * Keyed by portal id: the Portal object is rebuilt after every write.
  */
-const writeQueues = new Map<number, Promise<unknown>>();
+const writeQueuesOf = new WeakMap<object, Map<number, Promise<unknown>>>();
 
-function serialized<T>(portalId: number, work: () => Promise<T>): Promise<T> {
-  const previous = writeQueues.get(portalId) ?? Promise.resolve();
+function serialized<T>(server: object, portalId: number, work: () => Promise<T>): Promise<T> {
+  let writeQueues = writeQueuesOf.get(server);
+  if (!writeQueues) writeQueuesOf.set(server, (writeQueues = new Map()));
+  const queues = writeQueues;
+  const previous = queues.get(portalId) ?? Promise.resolve();
   const run = previous.then(work, work);
   const tail = run.catch(() => {});
-  writeQueues.set(portalId, tail);
+  queues.set(portalId, tail);
   void tail.then(() => {
-    if (writeQueues.get(portalId) === tail) writeQueues.delete(portalId);
+    if (queues.get(portalId) === tail) queues.delete(portalId);
   });
   return run;
 }
@@ -102,8 +117,13 @@ function serialized<T>(portalId: number, work: () => Promise<T>): Promise<T> {
  */
 export const budgetNameOf = (record: Pick<PortalRecord, 'id' | 'domain'>): string => (record.domain ? `domain:${record.domain}` : `portal:${record.id}`);
 
-/** Cache figures of this process (the load spec reports the hit fraction). */
-export const bitrix24CacheStats = { hits: 0, misses: 0 };
+/**
+ * Cache figures of this process (the load spec reports them), one count per look-up:
+ * `hits` answered from a stored value (no native call), `joined` waited for a load another
+ * request had started (no native call of its own, but not from the cache), `misses`
+ * started a load (native calls).
+ */
+export const bitrix24CacheStats = { hits: 0, joined: 0, misses: 0 };
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const RETRYABLE = new Set(['server', 'network', 'timeout', 'answer_lost']);
@@ -125,21 +145,22 @@ class PortalCache {
 
   constructor(private readonly ttlMs: number) {}
 
+  /** A stored value, or undefined; a value found counts as a hit (a miss is counted by the get() that follows it). */
   peek<T>(key: string): T | undefined {
     const entry = this.values.get(key);
-    if (entry && entry.expires > Date.now()) return entry.value as T;
+    if (entry && entry.expires > Date.now()) {
+      bitrix24CacheStats.hits++;
+      return entry.value as T;
+    }
     return undefined;
   }
 
   async get<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = this.peek<T>(key);
-    if (hit !== undefined) {
-      bitrix24CacheStats.hits++;
-      return hit;
-    }
+    if (hit !== undefined) return hit;
     const pending = this.loading.get(key);
     if (pending) {
-      bitrix24CacheStats.hits++;
+      bitrix24CacheStats.joined++;
       return pending as Promise<T>;
     }
     bitrix24CacheStats.misses++;
@@ -177,6 +198,9 @@ class PortalCache {
     this.loading.clear();
   }
 }
+
+/** The write lock across instances of a server (its deps object), when it has Redis. */
+const writeLocks = new WeakMap<Bitrix24PortalDeps, RedisWriteLock>();
 
 /** The token managers of a server (its deps object), by portal id and credential identity: one per credential per process. */
 const tokenManagers = new WeakMap<Bitrix24PortalDeps, Map<string, TokenManager>>();
@@ -246,7 +270,15 @@ export class Bitrix24Types implements SmartProcessTypes {
         const credentials = new SealedCredentialStore(store, box(), portalId, () => {
           void bus.publish({ type: 'portal', id: portalId });
         });
-        tokens = new TokenManager({ store: credentials, lock: redis ? new RedisRefreshLock(redis) : null, lockName: `${budgetNameOf(this.record)}:portal:${portalId}`, token: { tokenUrl: credential.tokenUrl } });
+        const log = this.deps.log;
+        const domain = this.record.domain;
+        tokens = new TokenManager({
+          store: credentials,
+          lock: redis ? new RedisRefreshLock(redis) : null,
+          lockName: `${budgetNameOf(this.record)}:portal:${portalId}`,
+          token: { tokenUrl: credential.tokenUrl },
+          onEndpointRefused: (reason) => log?.warn({ portalId, domain }, `bitrix24 OAuth refresh: ${reason}`),
+        });
         managers.set(key, tokens);
       }
       return { client, tokens };
@@ -257,19 +289,26 @@ export class Bitrix24Types implements SmartProcessTypes {
     return this.connection;
   }
 
-  /** One method call: token manager → budget → client; repeated per `retry` with back-off. */
-  private async call<T>(method: string, params: Record<string, unknown>, retry: Retry): Promise<CallResult<T>> {
-    const { client, tokens } = await this.connect();
-    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }))) : this.budget.run(method, () => client.call<T>(method, params))), retry);
+  /** The request's deadline for every wait of its native calls (one bound per client request, not per call). */
+  private deadlineOf(context: RequestContext | undefined): number | undefined {
+    return context ? context.startedAt + this.budget.maxWaitMs : undefined;
   }
 
-  /** Read commands in one native `batch` call (one request for the portal's limit and our budget); repeated like a read. */
-  private async batchRead(commands: Record<string, BatchCommand>): Promise<BatchResult> {
+  /** One method call: token manager → budget (inside the request's deadline) → client; repeated per `retry` with back-off. */
+  private async call<T>(method: string, params: Record<string, unknown>, retry: Retry, context?: RequestContext): Promise<CallResult<T>> {
     const { client, tokens } = await this.connect();
-    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run('batch', () => client.batch(commands, false, { auth }))) : this.budget.run('batch', () => client.batch(commands))), 'read');
+    const run = { deadline: this.deadlineOf(context) };
+    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run(method, () => client.call<T>(method, params, { auth }), run)) : this.budget.run(method, () => client.call<T>(method, params), run)), retry, run.deadline);
   }
 
-  private async tries<T>(once: () => Promise<T>, retry: Retry): Promise<T> {
+  /** Read commands in one native `batch` call (one request for the portal's limit and our budget); repeated like a read, inside the request's deadline. */
+  private async batchRead(commands: Record<string, BatchCommand>, context?: RequestContext): Promise<BatchResult> {
+    const { client, tokens } = await this.connect();
+    const run = { deadline: this.deadlineOf(context) };
+    return this.tries(() => (tokens ? tokens.withToken((auth) => this.budget.run('batch', () => client.batch(commands, false, { auth }), run)) : this.budget.run('batch', () => client.batch(commands), run)), 'read', run.deadline);
+  }
+
+  private async tries<T>(once: () => Promise<T>, retry: Retry, deadline: number | undefined): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await once();
@@ -278,7 +317,9 @@ export class Bitrix24Types implements SmartProcessTypes {
         if (!(error instanceof Bitrix24Error) || attempt >= MAX_TRIES) throw error;
         const again = retry === 'never' ? NOT_SENT.has(error.kind) : RETRYABLE.has(error.kind);
         if (!again) throw error;
-        await sleep(150 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
+        const backoff = 150 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2);
+        if (deadline !== undefined && Date.now() + backoff >= deadline) throw error; // no time left in this request
+        await sleep(backoff);
       }
     }
   }
@@ -300,15 +341,19 @@ export class Bitrix24Types implements SmartProcessTypes {
     return { timeZone: this.record.timeZone };
   }
 
+  /** The flags the native API cannot set (the adapter refuses a change of one): /fields shows them read-only. */
+  get readOnlyFlags(): readonly string[] {
+    return NATIVE_UNWRITABLE_FLAGS;
+  }
+
   // ------------------------------------------------------------------ reads
 
-  /** Every type of the portal (light items), read through start/next. */
   /** The portal's types (every light item, through start/next); cached, or `fresh` for the pre-checks of a write (never from the cache). */
-  private allTypes(options: { fresh?: boolean } = {}): Promise<TypeRecord[]> {
+  private allTypes(options: { fresh?: boolean; context?: RequestContext } = {}): Promise<TypeRecord[]> {
     const order = { id: 'ASC' };
     const records = (result: unknown) => typesOfListResult(result).map((t) => fromNativeListItem(t, this.timeZone));
     const read = async () => {
-      const first: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start: 0 }, 'read');
+      const first: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start: 0 }, 'read', options.context);
       const all = records(first.result);
       let next = typeof first.next === 'number' && first.next > 0 ? first.next : undefined;
       // The pages after the first, known from `total`, in native batch calls of up to 50 pages:
@@ -318,7 +363,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       while (next !== undefined && pageSize && first.total !== undefined && next < first.total) {
         const starts: number[] = [];
         for (let start = next; start < first.total && starts.length < MAX_BATCH_COMMANDS; start += pageSize) starts.push(start);
-        const answer = await this.batchRead(Object.fromEntries(starts.map((start) => [`p${start}`, { method: 'crm.type.list', params: { order, start } }])));
+        const answer = await this.batchRead(Object.fromEntries(starts.map((start) => [`p${start}`, { method: 'crm.type.list', params: { order, start } }])), options.context);
         let complete = true;
         for (const start of starts) {
           const key = `p${start}`;
@@ -335,7 +380,7 @@ export class Bitrix24Types implements SmartProcessTypes {
         next = typeof after === 'number' && after > last ? after : undefined;
       }
       for (let start = next; start !== undefined; ) {
-        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start }, 'read');
+        const page: CallResult<unknown> = await this.call<unknown>('crm.type.list', { order, start }, 'read', options.context);
         all.push(...records(page.result));
         start = typeof page.next === 'number' && page.next > start ? page.next : undefined;
       }
@@ -344,15 +389,15 @@ export class Bitrix24Types implements SmartProcessTypes {
     return options.fresh ? read() : this.cache.get('all', read);
   }
 
-  async list(query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
+  async list(query: ListQuery, context?: RequestContext): Promise<{ records: TypeRecord[]; total: number }> {
     try {
       const plan = toNativeList(query);
       if (plan.matchesNothing) return { records: [], total: 0 };
       const all = this.cache.peek<TypeRecord[]>('all');
       // The whole list at hand (or nothing to filter): answer from it, with the local store's semantics.
-      if (all || query.conditions.length === 0) return inMemory(all ?? (await this.allTypes()), query);
+      if (all || query.conditions.length === 0) return inMemory(all ?? (await this.allTypes({ context })), query);
       const key = `q:${JSON.stringify([plan.filter, plan.order, plan.readAll ? null : [query.offset, query.limit]])}`;
-      const answer = await this.cache.get(key, () => this.nativeList(plan, query));
+      const answer = await this.cache.get(key, () => this.nativeList(plan, query, context));
       return plan.readAll ? finishReadAll(answer.records, plan, query) : answer;
     } catch (error) {
       throw this.fail(error);
@@ -360,9 +405,9 @@ export class Bitrix24Types implements SmartProcessTypes {
   }
 
   /** A filtered list through crm.type.list: the native filter and order, pages through start/next; readAll plans return every matching record. */
-  private async nativeList(plan: ReturnType<typeof toNativeList>, query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
+  private async nativeList(plan: ReturnType<typeof toNativeList>, query: ListQuery, context?: RequestContext): Promise<{ records: TypeRecord[]; total: number }> {
     const page = async (start: number) => {
-      const answer = await this.call<unknown>('crm.type.list', { order: plan.order, filter: plan.filter, start }, 'read');
+      const answer = await this.call<unknown>('crm.type.list', { order: plan.order, filter: plan.filter, start }, 'read', context);
       return { records: typesOfListResult(answer.result).map((t) => fromNativeListItem(t, this.timeZone)), total: Number(answer.total ?? 0), next: answer.next };
     };
     if (plan.readAll) {
@@ -386,8 +431,9 @@ export class Bitrix24Types implements SmartProcessTypes {
     return { records: records.slice(skip, skip + query.limit), total };
   }
 
-  private readCard(entityTypeId: number): Promise<TypeCard | null> {
-    return this.call<unknown>('crm.type.getByEntityTypeId', { entityTypeId }, 'read').then(
+  /** A card by getByEntityTypeId or get; null when the portal answers "not found". */
+  private cardBy(method: 'crm.type.getByEntityTypeId' | 'crm.type.get', params: Record<string, number>, context?: RequestContext): Promise<TypeCard | null> {
+    return this.call<unknown>(method, params, 'read', context).then(
       (answer) => fromNativeCard(typeOfResult(answer.result), this.timeZone),
       (error: unknown) => {
         if (error instanceof Bitrix24Error && error.kind === 'not_found') return null;
@@ -396,16 +442,25 @@ export class Bitrix24Types implements SmartProcessTypes {
     );
   }
 
-  async get(entityTypeId: number): Promise<TypeCard | null> {
+  private readCard(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null> {
+    return this.cardBy('crm.type.getByEntityTypeId', { entityTypeId }, context);
+  }
+
+  /** crm.type.get by the type's own id: the read-back after a write (a separate call: the write's own answer may not reflect relations). */
+  private readCardById(id: number, context?: RequestContext): Promise<TypeCard | null> {
+    return this.cardBy('crm.type.get', { id }, context);
+  }
+
+  async get(entityTypeId: number, context?: RequestContext): Promise<TypeCard | null> {
     try {
-      return await this.cache.get(`card:${entityTypeId}`, () => this.readCard(entityTypeId));
+      return await this.cache.get(`card:${entityTypeId}`, () => this.readCard(entityTypeId, context));
     } catch (error) {
       throw this.fail(error, { entityTypeId });
     }
   }
 
-  async has(entityTypeId: number): Promise<boolean> {
-    return (await this.get(entityTypeId)) !== null;
+  async has(entityTypeId: number, context?: RequestContext): Promise<boolean> {
+    return (await this.get(entityTypeId, context)) !== null;
   }
 
   /**
@@ -524,25 +579,60 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
-    return serialized(this.record.id, () => this.createNow(draft, actor));
+  create(draft: TypeDraft, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
+    // Creates queue across instances too: the code and entityTypeId checks, and the look-up after a lost answer ("not there before the call"), assume no other create runs meanwhile.
+    return serialized(this.deps, this.record.id, () => this.locked('create', options.context, () => this.createNow(draft, actor, options.context)));
   }
 
   update(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions = {}): Promise<TypeCard> {
-    return serialized(this.record.id, () => this.updateNow(entityTypeId, patch, actor, options));
+    return serialized(this.deps, this.record.id, () => this.locked(entityTypeId, options.context, () => this.updateNow(entityTypeId, patch, actor, options)));
   }
 
-  delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
-    return serialized(this.record.id, () => this.deleteNow(entityTypeId, options));
+  delete(entityTypeId: number, actor: Actor, options: WriteOptions = {}): Promise<void> {
+    return serialized(this.deps, this.record.id, () => this.locked(entityTypeId, options.context, () => this.deleteNow(entityTypeId, actor, options)));
   }
 
-  private async createNow(draft: TypeDraft, _actor: Actor): Promise<TypeCard> {
+  /**
+   * Runs a check-and-write of one type under the write lock across instances (Redis;
+   * write-lock.ts), so that If-Match and the pre-checks hold against other instances too;
+   * without Redis as it is (this instance's queue still holds). Waits within the request's deadline.
+   */
+  private locked<T>(what: number | 'create', context: RequestContext | undefined, work: () => Promise<T>): Promise<T> {
+    const { redis } = this.deps;
+    if (!redis) return work();
+    let lock = writeLocks.get(this.deps);
+    if (!lock) writeLocks.set(this.deps, (lock = new RedisWriteLock(redis, { log: this.deps.log })));
+    const deadline = this.deadlineOf(context) ?? Date.now() + this.budget.maxWaitMs;
+    return lock.run(`${budgetNameOf(this.record)}:${what === 'create' ? 'create' : `type:${what}`}`, deadline, work);
+  }
+
+  /**
+   * The audit entry of a change made on the portal. Bitrix24 holds the type, so the change
+   * and its entry cannot share a transaction: the entry is written once the upstream write
+   * has succeeded (also when the portal then turns out not to have kept every field: the
+   * change happened). If the store cannot take it, the change stays made and answered as
+   * such (failing the request would invite a client to repeat a write that was done); the
+   * server log says which entry was lost.
+   */
+  private async audit(actor: Actor, entityTypeId: number, action: 'create' | 'update' | 'delete', changes: Changes): Promise<void> {
+    if (!Object.keys(changes).length) return;
+    const entry = { at: Date.now(), portalId: this.record.id, resource: 'type' as const, resourceId: String(entityTypeId), action, context: actor.audit, changes };
+    try {
+      await this.deps.store.write(({ repos }) => repos.audit.record(entry));
+    } catch (error) {
+      this.deps.store.log.warn({ err: error, audit: { portalId: entry.portalId, entityTypeId, action, requestId: actor.audit.requestId } }, 'bitrix24: the change was made on the portal, but its audit entry could not be stored');
+    }
+  }
+
+  private async createNow(draft: TypeDraft, actor: Actor, context?: RequestContext): Promise<TypeCard> {
+    let written: { card: TypeCard; readBack: boolean };
     try {
       const unwritable = unwritableFlagChanges(draft, null);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
+      const ignored = ignoredLinkedUserFields(draft, null);
+      if (ignored.length) throw ignoredLinkedUserFieldsError(ignored);
       // Rules checked before the call, against the portal's own types (fresh: a write must not trust the cache).
-      this.cache.clear();
-      const all = await this.allTypes();
+      const all = await this.allTypes({ fresh: true, context });
       if (draft.entityTypeId !== null) {
         if (!isAllowedEntityTypeId(draft.entityTypeId)) {
           throw new ApiError('BITRIX_ERROR', 'entityTypeId is out of allowed range', { hint: 'Use 128..191 or an even number ≥ 1030, or omit entityTypeId to have one allocated.', details: [{ location: 'body.entityTypeId', message: 'out of allowed range' }] });
@@ -553,23 +643,52 @@ export class Bitrix24Types implements SmartProcessTypes {
       checkRelations(draft.relations, draft.flags, draft.entityTypeId ?? 0, this.portalTypeIds(all));
 
       const started = Date.now();
-      let card: TypeCard;
       try {
-        const answer = await this.call<unknown>('crm.type.add', { fields: toNativeAddFields(draft) }, 'never');
-        card = fromNativeCard(typeOfResult(answer.result), this.timeZone);
+        const answer = await this.call<unknown>('crm.type.add', { fields: toNativeAddFields(draft) }, 'never', context);
+        written = { card: fromNativeCard(typeOfResult(answer.result), this.timeZone), readBack: false };
       } catch (error) {
-        if (!(error instanceof Bitrix24Error && (error.kind === 'answer_lost' || error.kind === 'server'))) throw error;
-        card = await this.recoverAdd(draft, started, new Set(all.map((r) => r.id)), error);
+        // Lost, failed on the server, or answered in a shape we cannot read: the type may exist; look it up, never add again.
+        if (!(error instanceof Bitrix24Error && (error.kind === 'answer_lost' || error.kind === 'server')) && !(error instanceof NativeShapeError)) throw error;
+        // Found by a separate read: that read is the read-back.
+        written = { card: await this.recoverAdd(draft, started, new Set(all.map((r) => r.id)), error, context), readBack: true };
       } finally {
         await this.invalidate();
       }
-      const mismatches = compareRelations(draft.relations, card);
-      const fields = unkeptFields(expectedAfterAdd(draft), card);
-      if (mismatches.length || fields.length) throw notKeptError(mismatches, fields);
-      return card;
     } catch (error) {
       throw this.fail(error, { write: true });
     }
+    // The type exists now: whatever the read-back finds, the answer is 201 (never a 4xx for a write that happened).
+    const card = await this.readBack(written, { relations: draft.relations, scalars: expectedAfterAdd(draft) }, context);
+    await this.audit(actor, card.record.entityTypeId, 'create', wholeType(card.record, storedEdgesOf(card), 'after'));
+    return card;
+  }
+
+  /**
+   * The card after a write, as the portal holds it: read with a separate crm.type.get (the
+   * write's own answer may not reflect relations; bitrix24.md), inside the request's
+   * deadline, and compared with what was asked. What was not kept is answered as
+   * `warnings` (notApplied); a read-back that fails answers the write's own card with an
+   * `unverified` warning. Never throws: the write has happened.
+   */
+  private async readBack(written: { card: TypeCard; readBack: boolean }, expected: { relations?: RelationsChange; scalars: ExpectedScalars }, context?: RequestContext): Promise<TypeCard> {
+    let card = written.card;
+    const warnings: WriteWarning[] = [];
+    if (!written.readBack) {
+      try {
+        const read = await this.readCardById(written.card.record.id, context);
+        if (read) card = read;
+        else warnings.push({ kind: 'unverified', location: 'body', message: 'the type was not found when read back right after the write (deleted meanwhile?); the card is the write\'s own answer', fix: 'GET the card to see what the portal holds now' });
+      } catch (error) {
+        const mapped = this.fail(error);
+        const why = mapped instanceof ApiError ? `${mapped.code}: ${mapped.message}` : 'an unexpected failure';
+        warnings.push({ kind: 'unverified', location: 'body', message: `the write was carried out, but the card could not be read back (${why}); the card is the write's own answer, which may not show relations`, fix: 'GET the card to see what the portal holds now' });
+      }
+    }
+    const mismatches = expected.relations ? compareRelations(expected.relations, card) : [];
+    const fields = unkeptFields(expected.scalars, card);
+    // An unverified card is the write's own answer: its relations prove nothing either way.
+    warnings.push(...notKeptWarnings(warnings.length ? [] : mismatches, fields));
+    return warnings.length ? { ...card, warnings } : card;
   }
 
   /**
@@ -577,25 +696,25 @@ export class Bitrix24Types implements SmartProcessTypes {
    * The type is looked up (by the chosen entityTypeId, else a title/code match that was not
    * there before the call and was created since it started) and answered from; else 502.
    */
-  private async recoverAdd(draft: TypeDraft, started: number, before: Set<number>, cause: Bitrix24Error): Promise<TypeCard> {
+  private async recoverAdd(draft: TypeDraft, started: number, before: Set<number>, cause: Bitrix24Error | NativeShapeError, context?: RequestContext): Promise<TypeCard> {
+    const why = cause instanceof Bitrix24Error ? String(cause.code) : `an answer of an unexpected shape: ${cause.message}`;
     const unknown = (extra: string) =>
-      new ApiError('BITRIX_UNAVAILABLE', `The portal did not answer crm.type.add (${String(cause.code)}); the type may or may not have been created${extra}`, {
+      new ApiError('BITRIX_UNAVAILABLE', `The portal did not answer crm.type.add (${why}); the type may or may not have been created${extra}`, {
         hint: 'List the types (GET /v1/smart-processes) before creating it again.',
       });
     try {
-      this.cache.clear();
       if (draft.entityTypeId !== null) {
-        const card = await this.readCard(draft.entityTypeId);
+        const card = await this.readCard(draft.entityTypeId, context);
         if (card && card.record.title === draft.title) return card;
         throw unknown(': no type with that entityTypeId was found yet');
       }
       const since = Math.floor(started / 1000) - 60; // the portal's clock may differ from ours
-      const answer = await this.call<unknown>('crm.type.list', { order: { id: 'DESC' }, filter: { title: draft.title } }, 'read');
+      const answer = await this.call<unknown>('crm.type.list', { order: { id: 'DESC' }, filter: { title: draft.title } }, 'read', context);
       const candidates = typesOfListResult(answer.result)
         .map((t) => fromNativeListItem(t, this.timeZone))
         .filter((r) => r.title === draft.title && r.code === draft.code && !before.has(r.id) && r.createdTime >= since);
       if (candidates.length !== 1) throw unknown(candidates.length ? `: ${candidates.length} matching types were found (entityTypeId ${candidates.map((c) => c.entityTypeId).join(', ')})` : ': none was found yet');
-      const card = await this.readCard(candidates[0].entityTypeId);
+      const card = await this.readCard(candidates[0].entityTypeId, context);
       if (!card) throw unknown(': it disappeared while being read');
       return card;
     } catch (error) {
@@ -604,50 +723,58 @@ export class Bitrix24Types implements SmartProcessTypes {
     }
   }
 
-  private async updateNow(entityTypeId: number, patch: TypePatch, _actor: Actor, options: WriteOptions): Promise<TypeCard> {
+  private async updateNow(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions): Promise<TypeCard> {
+    const context = options.context;
+    let written: { card: TypeCard; readBack: boolean };
+    let requested: RelationsChange | undefined;
+    let scalars: ExpectedScalars;
+    let before: TypeCard;
     try {
-      const current = await this.readCard(entityTypeId);
+      const current = await this.readCard(entityTypeId, context);
       if (!current) throw typeNotFound(entityTypeId);
+      before = current;
       assertVersion(current, options);
       const unwritable = unwritableFlagChanges(patch, current);
       if (unwritable.length) throw unwritableFlagsError(unwritable);
+      const ignored = ignoredLinkedUserFields(patch, current);
+      if (ignored.length) throw ignoredLinkedUserFieldsError(ignored);
       if (patch.code !== undefined || patch.relations) {
         // Against the portal's own types, fresh: a write must not trust the cache (as createNow).
-        const all = await this.allTypes({ fresh: true });
+        const all = await this.allTypes({ fresh: true, context });
         if (patch.code !== undefined && patch.code !== current.record.code) this.assertCodeFree(all, patch.code, entityTypeId);
         if (patch.relations) checkRelations(patch.relations, flagsAfterPatch(patch, current.record.flags), entityTypeId, this.portalTypeIds(all));
       }
       if (!patchChangesCard(patch, current)) return current;
-      let after: TypeCard;
+      requested = relationsToSend(patch, current);
+      scalars = expectedAfterPatch(patch, current);
       try {
-        const answer = await this.call<unknown>('crm.type.update', { id: current.record.id, fields: toNativeUpdateFields(patch, current) }, 'idempotent');
-        after = fromNativeCard(typeOfResult(answer.result), this.timeZone);
+        const answer = await this.call<unknown>('crm.type.update', { id: current.record.id, fields: toNativeUpdateFields(patch, current) }, 'idempotent', context);
+        written = { card: fromNativeCard(typeOfResult(answer.result), this.timeZone), readBack: false };
       } finally {
         await this.invalidate();
       }
-      const requested = relationsToSend(patch, current);
-      const mismatches = requested ? compareRelations(requested, after) : [];
-      const fields = unkeptFields(expectedAfterPatch(patch, current), after);
-      if (mismatches.length || fields.length) throw notKeptError(mismatches, fields);
-      return after;
     } catch (error) {
       throw this.fail(error, { entityTypeId, write: true });
     }
+    const after = await this.readBack(written, { relations: requested, scalars }, context);
+    await this.audit(actor, entityTypeId, 'update', edgeChanges(entityTypeId, storedEdgesOf(before), storedEdgesOf(after), recordChanges(before.record, after.record)));
+    return after;
   }
 
-  private async deleteNow(entityTypeId: number, options: WriteOptions): Promise<void> {
+  private async deleteNow(entityTypeId: number, actor: Actor, options: WriteOptions): Promise<void> {
     try {
-      const current = await this.readCard(entityTypeId);
+      const current = await this.readCard(entityTypeId, options.context);
       if (!current) throw typeNotFound(entityTypeId);
       assertVersion(current, options);
       try {
-        await this.call<unknown>('crm.type.delete', { id: current.record.id }, 'idempotent');
+        await this.call<unknown>('crm.type.delete', { id: current.record.id }, 'idempotent', options.context);
       } catch (error) {
         // A repeated delete whose first try was carried out: the type is gone, as asked.
         if (!(error instanceof Bitrix24Error && error.kind === 'not_found')) throw error;
       } finally {
         await this.invalidate();
       }
+      await this.audit(actor, entityTypeId, 'delete', wholeType(current.record, storedEdgesOf(current), 'before'));
     } catch (error) {
       throw this.fail(error, { entityTypeId, write: true });
     }

@@ -7,7 +7,9 @@
  */
 import { ApiError, validationError, type ErrorDetail } from '../../errors.js';
 import type { PortalRecord } from '../../domain/records.js';
-import type { SecretBox, Store } from '../../store/store.js';
+import { portalChanges, type AuditContext } from '../../domain/audit.js';
+import { recordPortalChange } from '../portal-audit.js';
+import type { Repositories, SecretBox, Store } from '../../store/store.js';
 import type { PortalBudgets } from './budget.js';
 import { budgetNameOf } from './bitrix24-portal.js';
 import { checkCredential, credentialOf, fullLimits, limitsProblems, seal, summaryOf, type Bitrix24Input } from './portal-credentials.js';
@@ -30,7 +32,7 @@ export class Bitrix24PortalSetup {
     private readonly budgets: PortalBudgets | null = null,
   ) {}
 
-  async create(input: Bitrix24CreateInput, extraProblems: ErrorDetail[] = []): Promise<PortalRecord> {
+  async create(input: Bitrix24CreateInput, extraProblems: ErrorDetail[], audit: AuditContext): Promise<PortalRecord> {
     const problems = [...extraProblems];
     const credential = credentialOf(input, true, problems);
     problems.push(...limitsProblems(input.limits));
@@ -46,6 +48,7 @@ export class Bitrix24PortalSetup {
       const id = await this.store.write(async ({ repos }) => {
         const portal = await repos.portals.create({ kind: 'bitrix24', name: input.name?.trim() || summary.domain, domain: summary.domain, timeZone: input.timeZone ?? 'UTC' });
         await repos.bitrix24.insert(portal.id, storedValues(box, portal.id, checked, summary.domain, limits));
+        await recordPortalChange(repos, audit, portal.id, 'create', portalChanges(null, await repos.portals.get(portal.id)));
         return portal.id;
       });
       return (await this.store.read.portals.get(id))!;
@@ -61,7 +64,12 @@ export class Bitrix24PortalSetup {
   }
 
   /** Replaces the credential (checked first) and/or the limits of a bitrix24 portal. The caller publishes the change. */
-  async update(portal: PortalRecord, input: Bitrix24Input): Promise<void> {
+  async update(portal: PortalRecord, input: Bitrix24Input, audit: AuditContext): Promise<void> {
+    // The entry of the change, in its write: the record before (the caller's) and as written.
+    const recordChange = async (repos: Repositories, credentialReplaced: boolean) => {
+      const changes = portalChanges(portal, await repos.portals.get(portal.id), { credentialReplaced });
+      if (Object.keys(changes).length) await recordPortalChange(repos, audit, portal.id, 'update', changes);
+    };
     if (portal.kind !== 'bitrix24') {
       throw validationError([{ location: input.limits !== undefined ? 'body.limits' : input.oauth !== undefined ? 'body.oauth' : 'body.webhookUrl', message: 'only bitrix24 portals have credentials and limits' }]);
     }
@@ -71,7 +79,10 @@ export class Bitrix24PortalSetup {
     if (problems.length) throw validationError(problems);
     const limits = fullLimits(input.limits, portal.bitrix24?.limits);
     if (!credential) {
-      await this.store.write(({ repos }) => repos.bitrix24.update(portal.id, limits));
+      await this.store.write(async ({ repos }) => {
+        await repos.bitrix24.update(portal.id, limits);
+        await recordChange(repos, false);
+      });
       return;
     }
     const box = this.box();
@@ -85,6 +96,7 @@ export class Bitrix24PortalSetup {
       await this.store.write(async ({ repos }) => {
         await repos.bitrix24.update(portal.id, storedValues(box, portal.id, checked, summary.domain, limits));
         if (summary.domain !== portal.domain) await repos.portals.setDomain(portal.id, summary.domain);
+        await recordChange(repos, true);
       });
     } catch (error) {
       if (this.store.failureOf(error) === 'unique') throw domainTaken(summary.domain);

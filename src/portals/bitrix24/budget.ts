@@ -86,6 +86,12 @@ export interface BudgetOptions {
 export interface RunOptions {
   /** Overrides maxWaitMs for this call. */
   maxWaitMs?: number;
+  /**
+   * The client request's deadline (epoch ms): one bound for every native call of one client
+   * request (startedAt + maxWaitMs), so that a request making several calls never waits
+   * longer in total than the queue allows. The earlier of this and now + maxWaitMs holds.
+   */
+  deadline?: number;
 }
 
 /** What a reservation answered: a slot after waitMs; the method held for waitMs; or no slot within the queue (refused). */
@@ -328,7 +334,7 @@ export class PortalBudget {
    * the wait would exceed maxWaitMs; other failures of `fn` pass unchanged.
    */
   async run<T>(method: string, fn: () => Promise<T>, options: RunOptions = {}): Promise<T> {
-    const deadline = Date.now() + (options.maxWaitMs ?? this.maxWaitMs);
+    const deadline = Math.min(Date.now() + (options.maxWaitMs ?? this.maxWaitMs), options.deadline ?? Number.POSITIVE_INFINITY);
     let queryLimitHits = 0;
     for (;;) {
       await this.acquire(method, deadline);
@@ -379,7 +385,7 @@ export class PortalBudget {
         continue;
       }
       if (reservation.kind === 'refused') {
-        throw this.queueTimeout(`No request slot of the portal within ${this.maxWaitMs} ms (its bucket: ${this.limits.burst} requests, draining ${this.limits.perSecond}/s)`, reservation.waitMs);
+        throw this.queueTimeout(`No request slot of the portal within the request's wait limit (${this.maxWaitMs} ms for all its calls; the portal's bucket: ${this.limits.burst} requests, draining ${this.limits.perSecond}/s)`, reservation.waitMs);
       }
       if (reservation.waitMs > 0) await sleep(reservation.waitMs);
       if ((this.holds.get(method) ?? 0) > Date.now()) continue; // held meanwhile: this slot is given up

@@ -20,6 +20,7 @@ import { formatTime, parseTime } from '../../domain/time.js';
 import { FLAG_BIT, FLAG_NAMES, hasFlag, LINKED_USER_FIELDS, LINKED_USER_FIELD_BIT, type FlagName, type LinkedUserField } from '../../domain/smart-process-type/fields.js';
 import type { TypeDraft, TypePatch } from '../../domain/smart-process-type/input.js';
 import type { Relation } from '../../domain/smart-process-type/schemas.js';
+import type { WriteWarning } from '../../domain/write-warning.js';
 
 // ---------------------------------------------------------------------------------------------
 // Which flags the native API takes
@@ -275,8 +276,8 @@ export function fromNativeCard(native: NativeType, options: FromNativeOptions = 
  * The ETag of a card read from a real portal: the first 48 bits of the SHA-256 of the
  * canonical card, as a positive integer (1 .. 2^48-1).
  *
- * An integer, because If-Match travels as `"<digits>"` and `WriteOptions.ifMatch` is a
- * number: the routes and the 412 check work unchanged for both portal kinds. 48 bits stay
+ * An integer, because If-Match travels as `"<digits>"` and the versions in `WriteOptions.ifMatch` are
+ * numbers: the routes and the 412 check work unchanged for both portal kinds. 48 bits stay
  * exact in a JS number (and in Number("...") of the header), and a collision between two
  * states of the same card is 2^-48-unlikely.
  *
@@ -627,27 +628,54 @@ function describeRelationMismatch(m: RelationMismatch): string {
 }
 
 /**
- * 422 BITRIX_ERROR naming every requested change the portal did not keep. The write has
- * happened by then (the portal saved what it kept): the message says so, so the client
- * reads the card again instead of assuming nothing changed.
+ * The warnings of a write that happened (domain/write-warning.ts): every requested change
+ * the card read back does not show, at its request location. A write that changed the
+ * portal is never answered with a 4xx (the client would retry a create and make a
+ * duplicate): it answers 2xx with the card as it is and these.
  */
-export function notKeptError(relations: readonly RelationMismatch[], fields: readonly FieldMismatch[] = []): ApiError {
-  const details: ErrorDetail[] = [
-    ...relations.map((m) => ({
+export function notKeptWarnings(relations: readonly RelationMismatch[], fields: readonly FieldMismatch[] = []): WriteWarning[] {
+  return [
+    ...relations.map((m): WriteWarning => ({
+      kind: 'notApplied',
       location: m.kind === 'notRemoved' ? m.location : `${m.location}.entityTypeId`,
       message: describeRelationMismatch(m),
       fix: m.kind === 'dropped' ? 'check that this type can be linked on this side (contract §3.1) and that it still exists on the portal' : 'read the card again and retry the change',
+      requested: m.kind === 'notRemoved' ? null : { entityTypeId: m.entityTypeId, isChildrenListEnabled: m.requested },
+      actual: m.kind === 'dropped' ? null : { entityTypeId: m.entityTypeId, isChildrenListEnabled: m.actual },
     })),
-    ...fields.map((f) => ({
+    ...fields.map((f): WriteWarning => ({
+      kind: 'notApplied',
       location: `body.${f.field}`,
       message: `the portal kept ${f.field}=${JSON.stringify(f.actual)}, not ${JSON.stringify(f.expected)}`,
-      fix: f.field.startsWith('linkedUserFields.') ? 'linkedUserFields only take effect while isUseInUserfieldEnabled is true' : 'read the card again; the portal may not allow this setting',
+      fix: f.field.startsWith('linkedUserFields.') ? 'linkedUserFields only take effect while isUseInUserfieldEnabled is true' : 'the portal may not allow this setting; change it in Bitrix24 itself',
+      requested: f.expected,
+      actual: f.actual,
     })),
   ];
-  const count = details.length;
-  const summary = count === 1 ? `${details[0].location}: ${details[0].message}` : `the portal did not keep ${count} requested changes`;
-  return new ApiError('BITRIX_ERROR', `${summary}. The rest of the change was saved.`, {
+}
+
+/**
+ * linkedUserFields keys a create or PATCH sets while isUseInUserfieldEnabled is off after
+ * it: crm.type.add says the map "will only be considered if isUseInUserfieldEnabled = 'Y'",
+ * so the outcome is known before the call and the adapter refuses it (422 naming each key)
+ * instead of writing a type that reads back different.
+ */
+export function ignoredLinkedUserFields(request: TypeDraft | TypePatch, current: TypeCard | null): LinkedUserField[] {
+  const mask = request.linkedUserFields;
+  if (mask === undefined || mask === 0) return [];
+  const flags = current === null ? (request as TypeDraft).flags : flagsAfterPatch(request as TypePatch, current.record.flags);
+  if (hasFlag(flags, 'isUseInUserfieldEnabled')) return [];
+  return LINKED_USER_FIELDS.filter((key) => (mask & LINKED_USER_FIELD_BIT[key]) !== 0);
+}
+
+export function ignoredLinkedUserFieldsError(keys: readonly LinkedUserField[]): ApiError {
+  const details: ErrorDetail[] = keys.map((key) => ({
+    location: `body.linkedUserFields.${key}`,
+    message: 'a Bitrix24 portal takes linkedUserFields only while isUseInUserfieldEnabled is true',
+    fix: 'send isUseInUserfieldEnabled: true with it, or leave linkedUserFields out',
+  }));
+  return new ApiError('BITRIX_ERROR', details.length === 1 ? `${details[0].location}: ${details[0].message}` : `${details.length} linkedUserFields keys: ${details[0].message}`, {
     details,
-    hint: 'Bitrix24 accepted the call but did not store everything it was asked to; GET the card to see what it holds now.',
+    hint: 'Nothing was changed. The portal would ignore the map (crm.type.add: it "will only be considered if isUseInUserfieldEnabled = Y").',
   });
 }

@@ -185,10 +185,51 @@ export function exchangeAuthorizationCode(input: { clientId: string; clientSecre
   return requestToken({ grant_type: 'authorization_code', client_id: input.clientId, client_secret: input.clientSecret, code: input.code }, [input.clientSecret, input.code], options);
 }
 
-/** The credential after a token answer; `previous` gives the application's keys and what the answer leaves out. */
-export function credentialFromAnswer(answer: TokenAnswer, previous: Pick<OAuthCredential, 'clientId' | 'clientSecret'> & Partial<OAuthCredential>, now = Date.now()): OAuthCredential {
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * Why a token answer's `client_endpoint` cannot be used, or null when it can: it must be
+ * https (http only for loopback hosts, as for portal URLs), without user info, query or
+ * fragment, and on the same host (and port) as the endpoint the credential already has.
+ * The tokens are sent there with every call: an answer must not be able to send them
+ * elsewhere. (A portal that really moved domain needs a new credential: PATCH the portal.)
+ */
+export function clientEndpointProblem(candidate: string, current: string | undefined): string | null {
+  let url: URL;
+  try {
+    url = new URL(candidate);
+  } catch {
+    return 'it is not a URL';
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK_HOST.test(url.hostname))) return `its scheme ${url.protocol} is not https (http only for loopback hosts)`;
+  if (url.username || url.password || url.search || url.hash) return 'it has user info, a query or a fragment';
+  let currentHost: string;
+  try {
+    currentHost = new URL(current ?? '').host;
+  } catch {
+    return 'the credential has no endpoint to compare it with';
+  }
+  if (url.host.toLowerCase() !== currentHost.toLowerCase()) return `its host ${url.host} is not the portal's host ${currentHost}`;
+  return null;
+}
+
+/**
+ * The credential after a token answer; `previous` gives the application's keys and what the
+ * answer leaves out. A `client_endpoint` that clientEndpointProblem refuses is not taken: the
+ * previous endpoint is kept (the new tokens are, the old refresh token being spent) and
+ * `onEndpointRefused` is told why (no secret is part of the reason).
+ */
+export function credentialFromAnswer(answer: TokenAnswer, previous: Pick<OAuthCredential, 'clientId' | 'clientSecret'> & Partial<OAuthCredential>, now = Date.now(), onEndpointRefused?: (reason: string) => void): OAuthCredential {
   const expiresAt = typeof answer.expires_in === 'number' && answer.expires_in > 0 ? now + answer.expires_in * 1000 : typeof answer.expires === 'number' && answer.expires > 0 ? answer.expires * 1000 : 0;
-  const clientEndpoint = answer.client_endpoint || previous.clientEndpoint;
+  let offered = answer.client_endpoint;
+  if (offered && previous.clientEndpoint) {
+    const problem = clientEndpointProblem(offered, previous.clientEndpoint);
+    if (problem) {
+      onEndpointRefused?.(`the token answer's client_endpoint was not taken: ${problem}; the portal's endpoint is kept`);
+      offered = undefined;
+    }
+  }
+  const clientEndpoint = offered || previous.clientEndpoint;
   if (!clientEndpoint) throw new OAuthError('rejected', 'UNEXPECTED_ANSWER', 'the token answer has no client_endpoint');
   const next: OAuthCredential = {
     ...previous,
@@ -319,6 +360,8 @@ export interface TokenManagerOptions {
   expirySkewMs?: number;
   token?: TokenRequestOptions;
   now?: () => number;
+  /** Told when a token answer's client_endpoint was refused (clientEndpointProblem); the reason holds no secret. */
+  onEndpointRefused?: (reason: string) => void;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -469,7 +512,7 @@ export class TokenManager {
       }
       throw error;
     }
-    const next = credentialFromAnswer(answer, credential, this.now());
+    const next = credentialFromAnswer(answer, credential, this.now(), this.options.onEndpointRefused);
     let saved: boolean;
     try {
       saved = await store.replace(credential.refreshToken, next);

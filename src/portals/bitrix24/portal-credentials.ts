@@ -162,7 +162,9 @@ const CHECK_HINT = 'Create an incoming webhook with the crm scope in Bitrix24 (D
  */
 export async function checkCredential(credential: Credential, options: { budget?: PortalBudget; rest?: RestClientOptions; fetch?: typeof fetch } = {}): Promise<Credential> {
   const client = restClientOf(credential, { timeoutMs: 15_000, ...options.rest });
-  const run = <T>(fn: () => Promise<T>) => (options.budget ? options.budget.run('scope', fn) : fn());
+  // One deadline for the check's calls (the call repeated after a refresh too), as for every client request.
+  const deadline = options.budget ? Date.now() + options.budget.maxWaitMs : undefined;
+  const run = <T>(fn: () => Promise<T>) => (options.budget ? options.budget.run('scope', fn, { deadline }) : fn());
   let scopes: unknown;
   let checked: Credential = credential;
   try {

@@ -3,7 +3,9 @@ import type { ListQuery } from '../../domain/list-query.js';
 import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type/card.js';
 import { isAllowedEntityTypeId, type TypeDraft, type TypePatch } from '../../domain/smart-process-type/input.js';
 import { BASE_ENTITY_TYPES, checkRelations, type RelationEntry, type RelationsChange } from '../../domain/smart-process-type/relations.js';
-import type { PortalsRepository, Store, TypesRepository } from '../../store/store.js';
+import type { AuditRepository, PortalsRepository, Store, TypesRepository } from '../../store/store.js';
+import type { AuditContext, Changes } from '../../domain/audit.js';
+import { edgeChanges, otherEndsChanged, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
 import { checkIfMatch, type Actor, type Portal, type Readiness, type SmartProcessTypes, type WriteOptions } from '../portal.js';
 import type { TypeCardCache } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
@@ -58,6 +60,7 @@ function sameSide(stored: Edge[], side: 'parent' | 'child', self: number, wanted
 interface WriteScope {
   types: TypesRepository;
   portals: PortalsRepository;
+  audit: AuditRepository;
   /** SQLite: the group-commit transaction it runs in (the card cache's guard); null on PostgreSQL. */
   transactionNumber: number | null;
 }
@@ -99,7 +102,7 @@ export class LocalTypes implements SmartProcessTypes {
         return await this.store.write(
           async ({ repos, transactionNumber }) => {
             if (!keep) cards?.clear();
-            const result = await work({ types: repos.types, portals: repos.portals, transactionNumber });
+            const result = await work({ types: repos.types, portals: repos.portals, audit: repos.audit, transactionNumber });
             const card = keep?.(result);
             if (card) cards?.noteWritten(this.record.id, card);
             return result;
@@ -143,7 +146,7 @@ export class LocalTypes implements SmartProcessTypes {
   async create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
     const portalId = this.record.id;
     try {
-      return await this.transaction(async ({ types, portals }) => {
+      return await this.transaction(async ({ types, portals, audit }) => {
         // Locks in the order of every write (docs/architecture.md, "Locking"): the types at the
         // other ends of the new edges, then the portal row (its counters). An end counts only
         // if its row is there once locked: a type deleted meanwhile is refused, never linked.
@@ -179,7 +182,10 @@ export class LocalTypes implements SmartProcessTypes {
         if (relations.parent) await types.replaceEdges(portalId, entityTypeId, 'parent', relations.parent);
         if (relations.child) await types.replaceEdges(portalId, entityTypeId, 'child', relations.child);
         const edges = await types.edgesOf(portalId, entityTypeId);
-        await types.bumpVersions(portalId, otherEndsChanged([], edges, entityTypeId));
+        const others = otherEndsChanged([], edges, entityTypeId);
+        await types.bumpVersions(portalId, others);
+        await this.writeEntry(audit, actor.audit, entityTypeId, 'create', wholeType(record, edges, 'after'));
+        await this.recordOtherEnds({ types, audit }, actor.audit, entityTypeId, [], edges, others);
         return { record, relations: relationsOf(record, edges) };
       });
     } catch (error) {
@@ -235,10 +241,16 @@ export class LocalTypes implements SmartProcessTypes {
         next.updatedTime = nowSeconds();
         next.version = current.version + 1;
         await types.update(portalId, next);
+        // The entry before the edges are written: they go in the same transaction, and it is rolled back with them.
+        const changes = recordChanges(current, next);
+        if (changedSides.length) edgeChanges(entityTypeId, edges, edgesAfter(edges, entityTypeId, relations), changes);
+        await this.writeEntry(scope.audit, actor.audit, entityTypeId, 'update', changes);
         if (!changedSides.length) return { record: next, relations: relationsOf(next, edges) };
         for (const side of changedSides) await types.replaceEdges(portalId, entityTypeId, side, relations[side]!);
         const after = await types.edgesOf(portalId, entityTypeId);
-        await types.bumpVersions(portalId, otherEndsChanged(edges, after, entityTypeId));
+        const others = otherEndsChanged(edges, after, entityTypeId);
+        await types.bumpVersions(portalId, others);
+        await this.recordOtherEnds(scope, actor.audit, entityTypeId, edges, after, others);
         return { record: next, relations: relationsOf(next, after) };
       }, keep);
     } catch (error) {
@@ -320,7 +332,7 @@ export class LocalTypes implements SmartProcessTypes {
     return record && { record, edges: await types.edgesOf(this.record.id, entityTypeId) };
   }
 
-  async delete(entityTypeId: number, options: WriteOptions = {}): Promise<void> {
+  async delete(entityTypeId: number, actor: Actor, options: WriteOptions = {}): Promise<void> {
     const portalId = this.record.id;
     const seen = new Set<number>();
     await this.transaction(async (scope) => {
@@ -331,30 +343,41 @@ export class LocalTypes implements SmartProcessTypes {
       const { record: current, edges } = stored;
       assertVersion(current, options);
       if (current.itemCount > 0) throw new ApiError('BITRIX_ERROR', 'You cannot delete an entity type that has elements');
+      await this.writeEntry(scope.audit, actor.audit, entityTypeId, 'delete', wholeType(current, edges, 'before'));
       await types.delete(portalId, entityTypeId);
-      await types.bumpVersions(portalId, otherEndsChanged(edges, [], entityTypeId));
+      const others = otherEndsChanged(edges, [], entityTypeId);
+      await types.bumpVersions(portalId, others);
+      await this.recordOtherEnds(scope, actor.audit, entityTypeId, edges, [], others);
     });
+  }
+
+  private writeEntry(audit: AuditRepository, context: AuditContext, entityTypeId: number, action: 'create' | 'update' | 'delete', changes: Changes): Promise<void> {
+    return audit.record({ at: Date.now(), portalId: this.record.id, resource: 'type', resourceId: String(entityTypeId), action, context, changes });
+  }
+
+  /**
+   * A write that adds, removes or changes edges of `self` changed the cards of the types at
+   * their other ends too: each gets an entry of its own (same request id) with its own
+   * relations before and after. Base CRM types (no row) have no entries.
+   */
+  private async recordOtherEnds(scope: Pick<WriteScope, 'types' | 'audit'>, context: AuditContext, self: number, before: readonly Edge[], after: readonly Edge[], others: readonly number[]): Promise<void> {
+    for (const end of others) {
+      if (BASE_ENTITY_TYPES.has(end)) continue;
+      const now = await scope.types.edgesOf(this.record.id, end);
+      const touches = (e: Edge) => (e.parent === self && e.child === end) || (e.parent === end && e.child === self);
+      const was = [...now.filter((e) => !touches(e)), ...before.filter(touches)];
+      const changes = edgeChanges(end, was, now);
+      if (Object.keys(changes).length) await this.writeEntry(scope.audit, context, end, 'update', changes);
+    }
   }
 }
 
-/** The types at the other end of edges that differ between two edge sets of `self` (added, removed, or isChildrenListEnabled changed). */
-function otherEndsChanged(before: readonly Edge[], after: readonly Edge[], self: number): number[] {
-  const state = (edges: readonly Edge[]) => new Map(edges.map((e) => [`${e.parent}>${e.child}`, e]));
-  const [was, now] = [state(before), state(after)];
-  const changed = new Set<number>();
-  for (const [key, edge] of was) if (now.get(key)?.isChildrenListEnabled !== edge.isChildrenListEnabled) changed.add(edge.parent === self ? edge.child : edge.parent);
-  for (const [key, edge] of now) if (!was.has(key)) changed.add(edge.parent === self ? edge.child : edge.parent);
-  changed.delete(self);
-  return [...changed];
-}
-
-/** The stored edges behind a card's relations (the predefined ones come from flags). */
-function storedEdgesOf(card: TypeCard): Edge[] {
-  const self = card.record.entityTypeId;
-  const edges: Edge[] = [];
-  for (const r of card.relations.parent) if (!r.isPredefined) edges.push({ parent: r.entityTypeId, child: self, isChildrenListEnabled: r.isChildrenListEnabled });
-  for (const r of card.relations.child) if (!r.isPredefined) edges.push({ parent: self, child: r.entityTypeId, isChildrenListEnabled: r.isChildrenListEnabled });
-  return edges;
+/** The stored edges of `self` once the sides a PATCH replaces are written. */
+function edgesAfter(edges: readonly Edge[], self: number, relations: RelationsChange): Edge[] {
+  const kept = edges.filter((e) => (relations.parent ? e.child !== self : true) && (relations.child ? e.parent !== self : true));
+  for (const r of relations.parent ?? []) kept.push({ parent: r.entityTypeId, child: self, isChildrenListEnabled: r.isChildrenListEnabled });
+  for (const r of relations.child ?? []) kept.push({ parent: self, child: r.entityTypeId, isChildrenListEnabled: r.isChildrenListEnabled });
+  return kept;
 }
 
 function assertVersion(current: TypeRecord, options: WriteOptions): void {

@@ -3,6 +3,7 @@ import type { Store } from '../store.js';
 import { initial } from './001-initial.js';
 import { orphanEdges } from './002-orphan-edges.js';
 import { bitrix24Portals } from './003-bitrix24-portals.js';
+import { auditLog } from './004-audit-log.js';
 
 /** Numbered migrations, applied in order on start. Never edit one that has shipped: add the next. */
 function migrations(store: Store): Record<string, Migration> {
@@ -10,6 +11,7 @@ function migrations(store: Store): Record<string, Migration> {
     '001-initial': initial(store.dialect),
     '002-orphan-edges': orphanEdges,
     '003-bitrix24-portals': bitrix24Portals(store.dialect),
+    '004-audit-log': auditLog(store.dialect),
   };
 }
 

@@ -135,16 +135,25 @@ export class KeysRepository extends Repository {
 
   async findSession(hash: string): Promise<SessionRecord | null> {
     const [row] = await this.rows<SessionsTable>(this.db.selectFrom('sessions').selectAll().where('hash', '=', hash));
-    if (!row) return null;
-    return {
-      id: row.id,
-      keyId: row.key_id,
-      portalId: row.portal_id,
-      userId: row.user_id,
-      tokenPrefix: row.token_prefix,
-      tokenSuffix: row.token_suffix,
-      expiresAt: Number(row.expires_at),
-      createdAt: Number(row.created_at),
-    };
+    return row ? toSession(row) : null;
   }
+
+  /** Deletes a session by its id; the session it was, or null when there was none. */
+  async deleteSession(id: string): Promise<SessionRecord | null> {
+    const [row] = await this.rows<SessionsTable>(this.db.deleteFrom('sessions').where('id', '=', id).returningAll());
+    return row ? toSession(row) : null;
+  }
+}
+
+function toSession(row: SessionsTable): SessionRecord {
+  return {
+    id: row.id,
+    keyId: row.key_id,
+    portalId: row.portal_id,
+    userId: row.user_id,
+    tokenPrefix: row.token_prefix,
+    tokenSuffix: row.token_suffix,
+    expiresAt: Number(row.expires_at),
+    createdAt: Number(row.created_at),
+  };
 }

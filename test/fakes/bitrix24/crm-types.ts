@@ -86,6 +86,14 @@ export interface TypeRules {
   offsetMinutes: number;
   /** Plan limit on the number of types (CREATE_DYNAMIC_TYPE_RESTRICTED), null = none. */
   maxTypes: number | null;
+  /**
+   * The relations in the answer of crm.type.add / crm.type.update: 'after' (default) as stored after the call;
+   * 'before' as they were before it (nothing for add): the reading where the write's answer does not reflect
+   * relations (bitrix24.md: read the card back with a separate call).
+   */
+  writeAnswerRelations: 'after' | 'before';
+  /** Digital workplaces of the portal: a customSectionId on add that is not one of them is ignored (stored null). null (default): any id is kept. */
+  customSectionIds: number[] | null;
 }
 
 /** Base set of system types a smart process can relate to (api-contract §3.1; the Bitrix24 docs do not list it). */
@@ -350,6 +358,8 @@ export class TypeStore {
     const external = fields.isExternal === 'true' || fields.isExternal === 'Y' || fields.isExternal === true;
     const customSectionId = toInt(fields.customSectionId);
     if (external && !customSectionId) throw new RestError(400, 0, 'Select a workplace where the SPA will be located');
+    const keptSectionId = customSectionId !== null && this.rules.customSectionIds && !this.rules.customSectionIds.includes(customSectionId) ? null : customSectionId;
+    if (customSectionId !== null && keptSectionId === null) ctx.warn('customSectionId: no such workplace, ignored', customSectionId);
     let entityTypeId: number;
     if (fields.entityTypeId !== undefined && fields.entityTypeId !== null && fields.entityTypeId !== '') {
       const wanted = toInt(fields.entityTypeId);
@@ -363,7 +373,7 @@ export class TypeStore {
       code: '',
       createdBy: ctx.userId,
       entityTypeId,
-      customSectionId: customSectionId ?? null,
+      customSectionId: keptSectionId ?? null,
       flags: Object.fromEntries(ALL_FLAGS.map((f) => [f, f === 'isSetOpenPermissions' ? 'Y' : 'N'])) as Record<FlagName, YN>,
       createdTime: ctx.now,
       updatedTime: ctx.now,

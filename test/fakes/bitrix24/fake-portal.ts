@@ -146,7 +146,9 @@ export type Fault =
   | { kind: 'error'; status: number; error: string | number; description: string }
   | { kind: 'drop' }
   | { kind: 'hang' }
-  | { kind: 'lose-answer' };
+  | { kind: 'lose-answer' }
+  /** The call is carried out and answered 200 with `{"result": []}`: not the documented shape (a proxy, a portal bug). */
+  | { kind: 'garble-answer' };
 
 interface FaultRule {
   method: string;
@@ -265,6 +267,8 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
     autoEntityTypeId: 'counter-1030',
     relationEligible: defaultRelationEligible,
     maxTypes: null,
+    writeAnswerRelations: 'after',
+    customSectionIds: null,
     ...options.types,
     offsetMinutes,
   };
@@ -453,7 +457,9 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       handler: (params, ctx) => {
         if (!params.fields || typeof params.fields !== 'object') throw missing('fields');
         const t = store.add(params.fields as Params, writeCtx(ctx));
-        return { result: { type: store.card(t) } };
+        const card = store.card(t);
+        if (rules.writeAnswerRelations === 'before') card.relations = { parent: [], child: [] };
+        return { result: { type: card } };
       },
     },
     // crm-type-update.md
@@ -465,8 +471,11 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
         const t = typeById(params, 'SPA not found');
         if (updateRestricted) throw new RestError(400, 'UPDATE_DYNAMIC_TYPE_RESTRICTED', "You cannot change the SPA settings due to your plan's restrictions");
         const fields = params.fields && typeof params.fields === 'object' ? (params.fields as Params) : {};
+        const relationsBefore = store.relationsOf(t);
         store.update(t, fields, writeCtx(ctx));
-        return { result: { type: store.card(t) } };
+        const card = store.card(t);
+        if (rules.writeAnswerRelations === 'before') card.relations = relationsBefore;
+        return { result: { type: card } };
       },
     },
     // crm-type-get.md
@@ -824,6 +833,11 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       return;
     }
     record.status = 200;
+    if (takeFault(method, (f) => f.kind === 'garble-answer')) {
+      note('garble-answer');
+      send(res, 200, { result: [] });
+      return;
+    }
     const answer: Record<string, unknown> = { result: outcome.result };
     if (outcome.next !== undefined) answer.next = outcome.next;
     if (outcome.total !== undefined) answer.total = outcome.total;
@@ -1211,6 +1225,10 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
         faults.push({ method: method === '*' ? '*' : lower(method), fault: { kind: 'hang' }, remaining: times });
       },
       /** The call is carried out, then the socket is destroyed: a write that happened but whose answer is lost. */
+      /** The call is carried out, then answered 200 with a result of another shape. */
+      garbleAnswer(method: string, times = 1) {
+        faults.push({ method: method === '*' ? '*' : lower(method), fault: { kind: 'garble-answer' }, remaining: times });
+      },
       loseAnswer(method: string, times = 1) {
         faults.push({ method: method === '*' ? '*' : lower(method), fault: { kind: 'lose-answer' }, remaining: times });
       },

@@ -3,8 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 
-/** Load shedding off: these specs are not about it, and on a busy shared machine it answers 503 at random. */
-const NO_SHEDDING = { maxEventLoopDelayMs: 0 };
 
 /** Issue 12 item 4: POST /v1/batch (docs/api.md, "Batches"). Here because its calls are the smart process routes (also run against a bitrix24 portal). */
 
@@ -38,7 +36,7 @@ const data = async (t: TestApp, url: string, headers?: Record<string, string>) =
 describe('POST /v1/batch', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
     for (const body of [
       { title: 'Batch list A', entityTypeId: 1600, isStagesEnabled: true },
       { title: 'Batch list B', entityTypeId: 1602 },
@@ -228,7 +226,7 @@ describe('POST /v1/batch', () => {
 describe('POST /v1/batch: each call checked against the key as its direct route', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
     assert.equal((await t.call('POST', '/v1/smart-processes', { title: 'Guarded', entityTypeId: 1800 })).statusCode, 201);
   });
   after(() => t.close());

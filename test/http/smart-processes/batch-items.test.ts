@@ -3,8 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, localOnly, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 
-/** Load shedding off: these specs are not about it, and on a busy shared machine it answers 503 at random. */
-const NO_SHEDDING = { maxEventLoopDelayMs: 0 };
 
 /** Issue 12 item 3: POST /v1/smart-processes/batch (docs/api.md, "Batches"). */
 
@@ -32,7 +30,7 @@ function routeError(res: { json(): any }) {
 describe('POST /v1/smart-processes/batch', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
   });
   after(() => t.close());
 
@@ -183,7 +181,7 @@ describe('POST /v1/smart-processes/batch', () => {
 describe('POST /v1/smart-processes/batch: access and rate limit', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
     assert.equal((await t.call('POST', '/v1/smart-processes', { title: 'Guarded', entityTypeId: 1500 })).statusCode, 201);
   });
   after(() => t.close());

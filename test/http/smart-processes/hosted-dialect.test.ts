@@ -3,9 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, TEST_PORTAL_KIND, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 
-/** Load shedding is not what these specs are about: on a busy machine it would answer 503 to their set-up. */
-const NO_SHEDDING = { maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0 };
-
 /**
  * The hosted API's list and search dialect (issue #12, items 1 and 2): `pageSize`, `sort`
  * as an object, `autoWindow`, and the three filter styles, mixable, in a body and in a
@@ -15,7 +12,7 @@ const NO_SHEDDING = { maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0 };
 describe('the hosted API dialect of list and search', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
     const types = [
       { title: 'Supply contracts', code: 'supply', isStagesEnabled: true }, // 1032
       { title: 'Service requests', code: 'service', isClientEnabled: true }, // 1034
@@ -249,7 +246,7 @@ describe('pageSize above 50: the answer holds that many', () => {
   let t: TestApp;
   const COUNT = 120;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
     for (let i = 0; i < COUNT; i++) assert.equal((await t.call('POST', '/v1/smart-processes', { title: `Type ${String(i).padStart(3, '0')}`, isStagesEnabled: i % 2 === 0 })).statusCode, 201);
   });
   after(() => t.close());

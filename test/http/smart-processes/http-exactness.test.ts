@@ -4,14 +4,11 @@ import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, type TestApp } from '../../helpers/app.js';
 import { expectError, expectValidationError } from '../../helpers/expect.js';
 
-/** Load shedding is not what these specs are about: on a busy machine it would answer 503 to their set-up. */
-const NO_SHEDDING = { maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0 };
-
 /** HTTP and contract exactness on /v1/smart-processes (issue #12, item 8). */
 describe('HTTP exactness of /v1/smart-processes', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp({ config: NO_SHEDDING });
+    t = await createTestApp();
     for (const entityTypeId of [1050, 1052, 1054]) assert.equal((await t.call('POST', '/v1/smart-processes', { title: `Type ${entityTypeId}`, entityTypeId })).statusCode, 201);
   });
   after(() => t.close());

@@ -8,8 +8,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createTestApp, json, type TestApp } from '../../helpers/app.js';
 
-/** Load shedding off: these specs are not about it, and on a busy shared machine it answers 503 at random. */
-const NO_SHEDDING = { maxEventLoopDelayMs: 0 };
 
 const SP = 'smart-processes';
 
@@ -18,7 +16,7 @@ describe('bitrix24 portal: the reads of a batch', () => {
   const seeded = Array.from({ length: 160 }, (_, i) => 1100 + 2 * i);
   const ids = seeded.slice(0, 60);
   before(async () => {
-    t = await createTestApp({ portalKind: 'bitrix24', config: NO_SHEDDING });
+    t = await createTestApp({ portalKind: 'bitrix24' });
     for (const entityTypeId of seeded) t.fake!.state.seedType({ title: `Type ${entityTypeId}`, entityTypeId, isStagesEnabled: entityTypeId % 4 === 0 });
   });
   after(() => t.close());

@@ -15,7 +15,7 @@ import {
   NATIVE_WRITABLE_FLAGS,
   nativeBoolean,
   NativeShapeError,
-  notKeptError,
+  notKeptWarnings,
   parseNativeTime,
   patchChangesCard,
   relationsToSend,
@@ -458,16 +458,15 @@ describe('read-back after a write', () => {
     assert.deepEqual(compareRelations(requested, card({ parent: [] })).map((m) => [m.kind, m.entityTypeId]), [['dropped', 3]]);
   });
 
-  it('the 422 BITRIX_ERROR names every entry, at its request location, and says the rest was saved', () => {
+  it('the warnings (a write that happened is never a 4xx) name every entry at its request location, with what was requested and what is there', () => {
     const requested = draftOf({ title: 'x', relations: { parent: [{ entityTypeId: 1040 }, { entityTypeId: 2 }] } }).relations;
-    const error = notKeptError(compareRelations(requested, card({ parent: [rel(2)] })));
-    assert.equal(error.code, 'BITRIX_ERROR');
-    assert.equal(error.status, 422);
-    assert.deepEqual(error.details!.map((d) => d.location), ['body.relations.parent[0].entityTypeId']);
-    assert.match(error.message, /parent smart process 1040 \(1040\)/);
-    assert.match(error.message, /rest of the change was saved/);
-    const two = notKeptError(compareRelations(draftOf({ title: 'x', relations: { parent: [{ entityTypeId: 1040 }], child: [{ entityTypeId: 1 }] } }).relations, card({ parent: [], child: [] })));
-    assert.match(two.message, /did not keep 2 requested changes/);
+    const warnings = notKeptWarnings(compareRelations(requested, card({ parent: [rel(2)] })));
+    assert.deepEqual(warnings.map((w) => [w.kind, w.location]), [['notApplied', 'body.relations.parent[0].entityTypeId']]);
+    assert.match(warnings[0].message, /parent smart process 1040 \(1040\)/);
+    assert.deepEqual(warnings[0].requested, { entityTypeId: 1040, isChildrenListEnabled: false });
+    assert.equal(warnings[0].actual, null);
+    const two = notKeptWarnings(compareRelations(draftOf({ title: 'x', relations: { parent: [{ entityTypeId: 1040 }], child: [{ entityTypeId: 1 }] } }).relations, card({ parent: [], child: [] })));
+    assert.equal(two.length, 2);
   });
 
   it('unkeptFields: scalar fields, flags and linkedUserFields keys the card does not show as requested', () => {
@@ -480,8 +479,8 @@ describe('read-back after a write', () => {
     const current = fromNativeCard(DOCS_GET_CARD);
     assert.deepEqual(unkeptFields(expectedAfterPatch(patchOf({ title: 'SPA', isStagesEnabled: true }), current), current), []);
     assert.deepEqual(unkeptFields(expectedAfterPatch(patchOf({ code: 'spa' }), current), current), [{ field: 'code', expected: 'spa', actual: null }]);
-    const error = notKeptError([], unkeptFields(expectedAfterPatch(patchOf({ code: 'spa' }), current), current));
-    assert.equal(error.details![0].location, 'body.code');
+    const warnings = notKeptWarnings([], unkeptFields(expectedAfterPatch(patchOf({ code: 'spa' }), current), current));
+    assert.deepEqual(warnings.map((w) => [w.location, w.requested, w.actual]), [['body.code', 'spa', null]]);
   });
 });
 

@@ -38,6 +38,8 @@ class FakeBitrix {
   tokenFailure: null | { status: number; body: unknown } = null;
   /** Answer expired_token even to the current token (a portal that keeps refusing). */
   alwaysExpired = false;
+  /** client_endpoint of token answers; default the portal stub's /rest/. */
+  clientEndpoint: string | null = null;
   portalCalls: string[] = [];
 
   async start(): Promise<this> {
@@ -77,7 +79,7 @@ class FakeBitrix {
       refresh_token: this.validRefresh,
       expires_in: 3600,
       expires: Math.floor(Date.now() / 1000) + 3600,
-      client_endpoint: `${this.portal.base}/rest/`,
+      client_endpoint: this.clientEndpoint ?? `${this.portal.base}/rest/`,
       server_endpoint: 'https://oauth.bitrix.info/rest/',
       domain: 'oauth.bitrix.info',
       member_id: 'a223c6b3710f85df22e9377d6c4f7553',
@@ -148,6 +150,45 @@ describe('OAuth token endpoint: refresh_token and authorization_code grants', ()
     assert.equal(next.userId, 1);
     assert.equal(next.clientSecret, CLIENT_SECRET);
     assert.ok(!('domain' in next));
+  });
+
+  it('a client_endpoint in a token answer is taken only when it is https (http for loopback) on the portal host the credential has; else the old one is kept and a line logged without secrets', () => {
+    const lines: string[] = [];
+    const log = (reason: string) => lines.push(reason);
+    const previous = fake.credential({ clientEndpoint: 'https://acme.bitrix24.com/rest/' });
+    const answerWith = (clientEndpoint: string) => ({ ...fake.issue(), client_endpoint: clientEndpoint });
+    for (const hostile of ['https://evil.example/rest/', 'http://acme.bitrix24.com/rest/', 'https://acme.bitrix24.com.evil.example/rest/', 'ftp://acme.bitrix24.com/rest/', 'not a url', 'https://user:pw@acme.bitrix24.com/rest/']) {
+      const answer = answerWith(hostile);
+      const next = credentialFromAnswer(answer, previous, 1_000_000, log);
+      assert.equal(next.clientEndpoint, 'https://acme.bitrix24.com/rest/', hostile);
+      assert.equal(next.accessToken, answer.access_token, 'the new pair is kept (the old refresh token is spent)');
+      assert.equal(next.refreshToken, answer.refresh_token);
+    }
+    assert.equal(lines.length, 6);
+    for (const line of lines) for (const secret of [CLIENT_SECRET, fake.validAccess, fake.validRefresh]) assert.ok(!line.includes(secret));
+    assert.equal(credentialFromAnswer(answerWith('https://acme.bitrix24.com/rest/'), previous, 1, log).clientEndpoint, 'https://acme.bitrix24.com/rest/');
+    const loopback = fake.credential();
+    assert.equal(credentialFromAnswer(answerWith(`${fake.portal.base}/rest/`), loopback, 1, log).clientEndpoint, `${fake.portal.base}/rest/`, 'http on a loopback host, as for portal URLs');
+    assert.equal(lines.length, 6);
+  });
+
+  it('a refresh whose answer names another client_endpoint: the tokens go on to the portal they belong to, never to that host', async () => {
+    const hostile = await startStub((_req, res) => reply(res, 200, { result: { stolen: true } }));
+    const warnings: string[] = [];
+    try {
+      fake.clientEndpoint = `${hostile.base.replace('127.0.0.1', 'localhost')}/rest/`;
+      const store = new MemoryCredentialStore(fake.credential());
+      const tokens = new TokenManager({ store, lockName: 'endpoint', token: { tokenUrl: fake.tokenUrl }, onEndpointRefused: (reason) => warnings.push(reason) });
+      const client = Bitrix24RestClient.oauth(fake.credential().clientEndpoint);
+      const answer = await tokens.withToken((auth) => client.call<{ id: number }>('crm.type.get', { id: 5 }, { auth }));
+      assert.equal(answer.result.id, 5, 'answered by the portal, after one refresh');
+      assert.equal(hostile.requests.length, 0, 'nothing was sent to the other host');
+      assert.equal((await store.load()).clientEndpoint, fake.credential().clientEndpoint);
+      assert.equal(warnings.length, 1);
+    } finally {
+      fake.clientEndpoint = null;
+      await hostile.close();
+    }
   });
 
   it('failures are typed and never show the client secret or the refresh token', async () => {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
-import { BODY_ERRORS, dataEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import { BODY_ERRORS, writeEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
 import { requireType, updateType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
@@ -21,7 +21,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
       params: EntityTypeIdParamsSchema,
       body: PatchTypeBodySchema,
       response: {
-        200: dataEnvelope(TypeCardSchema, 'The full card after the update'),
+        200: writeEnvelope(TypeCardSchema, 'The full card after the update (with warnings when a bitrix24 portal did not keep everything asked)'),
         ...errorResponses([...PORTAL_ACCESS_ERRORS, 'WRITE_BLOCKED_READONLY_KEY', 'SMART_PROCESS_NOT_FOUND', 'METHOD_NOT_ALLOWED', ...BODY_ERRORS, 'PRECONDITION_FAILED', 'BITRIX_ERROR']),
       },
     },
