@@ -4,7 +4,8 @@
  *
  * Env: BENCH_DURATION (s per scenario, default 10), BENCH_WARMUP (s of unmeasured load
  * before each scenario, default 2), BENCH_CONNECTIONS (default 32), BENCH_REDIS_URL
- * (default redis://127.0.0.1:6379).
+ * (default redis://127.0.0.1:6379), BENCH_DATABASE_URL (PostgreSQL rows; default
+ * postgres://postgres@127.0.0.1:5432/test; "off" skips them).
  *
  * Exit code: 0 when everything ran (also with MISSes: it is a report), 1 when something
  * broke (a server did not start, non-2xx or socket errors in a scenario), 2 on the
@@ -17,6 +18,9 @@ import path from 'node:path';
 import { CpuMeter, describeProcess, freePort, killAllNow, lifetimePeakMb, ROOT, RssSampler, startServer, stopAll, type CpuFigures, type ServerProcess } from './children.js';
 import { percentile, runLoad, Samples, type LoadResult, type LoadSpec } from './load.js';
 import { parseRedisUrl, redisCommands } from './redis-probe.js';
+import { findPgbench, pgbenchInit, pgbenchRun, scratchDatabase, type PgbenchResult } from './pgbench.js';
+import pg from 'pg';
+import crypto from 'node:crypto';
 import { NODE_FLAGS } from '../src/cli/node-flags.js';
 import { startFakeBitrix24 } from '../test/fakes/bitrix24/fake-portal.js';
 
@@ -37,6 +41,13 @@ const DURATION = numberFromEnv('BENCH_DURATION', 10, 1, 600);
 const WARMUP = numberFromEnv('BENCH_WARMUP', 2, 0, 60);
 const CONNECTIONS = Math.round(numberFromEnv('BENCH_CONNECTIONS', 32, 1, 1024));
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
+const DATABASE_URL = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+/**
+ * GET /v1/smart-processes?limit=50 before issue 11, on the 2-core reference machine: about
+ * 1,000-2,200 req/s and 818 us of server CPU per request. The list target is 4x that; the
+ * req/s target uses the upper end.
+ */
+const LIST_BEFORE = { rps: 2200, usPerRequest: 818 };
 const TYPE_COUNT = 50;
 /** Proxy rows: the fake Bitrix24 portal's limits (a standard plan), the types seeded there, and the connections of the mixed row. */
 const PROXY_LIMITS = { burst: 50, perSecond: 2 };
@@ -52,11 +63,15 @@ const TARGET = {
   getCardP99Ms: 10,
   peakRssMb: 200,
   limitedRatio: 0.9,
+  listSpeedup: 4,
+  pgGetCardOfCeiling: 0.35,
+  pgPatchOfPgbench: 0.5,
+  pgP99Ms: 20,
 };
 
 /** Rows that take turns do so in this many slices each (1 s each by default): short slices spread bursts of steal over all of them. */
 const SLICES = Math.max(1, Math.min(10, Math.floor(DURATION)));
-const SCENARIOS = 11;
+const SCENARIOS = 21;
 /** Everything together must end within this (watchdog). */
 const BUDGET_MS = (SCENARIOS * (DURATION + WARMUP + 20) + 180) * 1000;
 
@@ -98,6 +113,10 @@ interface Row {
 }
 
 const rows: Row[] = [];
+/** pgbench in the same run: select-only and the built-in write transaction (null: skipped, see pgSkipReason). */
+const pgbench: { selectOnly: PgbenchResult | null; write: PgbenchResult | null } = { selectOnly: null, write: null };
+let pgSkipReason: string | null = null;
+let pgbenchSkipReason: string | null = null;
 /** Things that broke: any makes the exit code 1. */
 const problems: string[] = [];
 const notes: string[] = [];
@@ -146,7 +165,16 @@ interface Answer {
   headers: Headers;
 }
 
+/** A setup call; a 503 of load shedding (a busy machine) is tried again, up to 10 times, after the retryAfter it names. */
 async function call(base: string, method: string, route: string, key: string | null, body?: unknown): Promise<Answer> {
+  for (let attempt = 1; ; attempt++) {
+    const answer = await callOnce(base, method, route, key, body);
+    if (answer.status !== 503 || answer.json?.error?.code !== 'SERVICE_UNAVAILABLE' || attempt >= 10) return answer;
+    await new Promise((resolve) => setTimeout(resolve, 1000 * (Number(answer.json.error.retryAfter) || 1)));
+  }
+}
+
+async function callOnce(base: string, method: string, route: string, key: string | null, body?: unknown): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (key) headers['x-api-key'] = key;
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -183,6 +211,8 @@ interface Spec {
   upstream?: () => number;
   /** Proxy rows: 504 QUEUE_TIMEOUT (the portal's budget) is an allowed answer, counted, not a problem. */
   allowQueueTimeout?: boolean;
+  /** Two-instance rows: the same load on a second server at the same time, the connections split between both; CPU and requests add up. */
+  split?: { server: ServerProcess; scenario: Scenario };
 }
 
 /** A measured row in the making: its slices add up. */
@@ -262,18 +292,30 @@ async function measure(specs: Spec[], slices = 1): Promise<Row[]> {
   for (const spec of specs) {
     log(`${spec.id}. ${spec.label} [${spec.serverLabel}]: ${WARMUP ? `${WARMUP} s warm-up + ` : ''}${DURATION} s${slices > 1 ? ` in ${slices} slices taking turns with ${specs.filter((s) => s !== spec).map((s) => s.id).join(', ')}` : ''}, ${spec.connections ?? CONNECTIONS} connections`);
   }
-  for (const spec of specs) if (WARMUP > 0) await runLoad({ ...spec.scenario, title: `${spec.label} warm-up`, connections: spec.connections ?? CONNECTIONS, durationSec: WARMUP });
+  for (const spec of specs) if (WARMUP > 0) await runSpec(spec, WARMUP, `${spec.label} warm-up`);
   const upstream0 = specs.map((spec) => spec.upstream?.() ?? 0);
   for (let slice = 0; slice < slices; slice++) {
     for (const [i, spec] of specs.entries()) {
       const { server, serverLabel } = spec;
       const rss = new RssSampler(server.pid);
       const cpu = new CpuMeter(server.pid);
+      const rss2 = spec.split ? new RssSampler(spec.split.server.pid) : null;
+      const cpu2 = spec.split ? new CpuMeter(spec.split.server.pid) : null;
       rss.start();
+      rss2?.start();
       cpu.start();
-      const result = await runLoad({ ...spec.scenario, title: spec.label, connections: spec.connections ?? CONNECTIONS, durationSec: DURATION / slices }, tallies[i].samples);
-      tallies[i].add(result, rss.stop().peakMb, cpu.stop());
+      cpu2?.start();
+      const result = await runSpec(spec, DURATION / slices, spec.label, tallies[i].samples);
+      const figures = cpu.stop();
+      const second = cpu2?.stop();
+      if (second) {
+        // Both servers' CPU; "others" without the second server.
+        figures.serverMs = figures.serverMs === null || second.serverMs === null ? null : figures.serverMs + second.serverMs;
+        figures.othersMs = figures.othersMs === null || second.serverMs === null ? null : Math.max(0, figures.othersMs - second.serverMs);
+      }
+      tallies[i].add(result, Math.max(rss.stop().peakMb, rss2?.stop().peakMb ?? 0), figures);
       if (!server.alive) throw new Error(`${serverLabel} died during "${spec.label}"\n${server.tail()}`);
+      if (spec.split && !spec.split.server.alive) throw new Error(`the second server died during "${spec.label}"\n${spec.split.server.tail()}`);
     }
   }
   return specs.map((spec, i) => {
@@ -288,6 +330,30 @@ async function measure(specs: Spec[], slices = 1): Promise<Row[]> {
     log(`   ${row.id}: ${fmt(row.rps, 0)} req/s, p50 ${fmt(row.p50, 2)} ms, p99 ${fmt(row.p99, 2)} ms, non-2xx ${row.non2xx}, server CPU ${fmt(row.serverCpuPct, 0)}% (${fmt(row.serverUsPerRequest, 0)} us/req), others ${fmt(row.othersPct, 0)}%, peak RSS ${fmt(row.rssMb, 1)} MB`);
     return row;
   });
+}
+
+/** A spec's load for `seconds`: on its server, or split across two servers at the same time (then the results add up). */
+async function runSpec(spec: Spec, seconds: number, title: string, samples?: Samples): Promise<LoadResult> {
+  const connections = spec.connections ?? CONNECTIONS;
+  if (!spec.split) return runLoad({ ...spec.scenario, title, connections, durationSec: seconds }, samples);
+  const half = Math.max(1, Math.floor(connections / 2));
+  const [one, two] = await Promise.all([
+    runLoad({ ...spec.scenario, title, connections: half, durationSec: seconds }, samples),
+    runLoad({ ...spec.split.scenario, title, connections: connections - half || 1, durationSec: seconds }, samples),
+  ]);
+  const statusCodes = { ...one.statusCodes };
+  for (const [code, count] of Object.entries(two.statusCodes)) statusCodes[code] = (statusCodes[code] ?? 0) + count;
+  return {
+    title,
+    total: one.total + two.total,
+    durationSec: Math.max(one.durationSec, two.durationSec),
+    non2xx: one.non2xx + two.non2xx,
+    errors: one.errors + two.errors,
+    timeouts: one.timeouts + two.timeouts,
+    statusCodes,
+    acP50: Math.max(one.acP50, two.acP50),
+    acP99: Math.max(one.acP99, two.acP99),
+  };
 }
 
 /** One request before the load: it must succeed, and the rate-limit headers must show whether the limiter is in the path. */
@@ -310,23 +376,23 @@ interface Keys {
   limit: number;
 }
 
-function smartprocEnv(port: number, dataDir: string, redisUrl: string | null): Record<string, string> {
+function smartprocEnv(port: number, dataDir: string, redisUrl: string | null, databaseUrl: string | null): Record<string, string> {
   return {
     PORT: String(port),
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
     LOG_LEVEL: 'warn',
     // Nothing from the caller's environment may redirect the store or the limiter.
-    DATABASE_URL: '',
+    DATABASE_URL: databaseUrl ?? '',
     REDIS_URL: redisUrl ?? '',
     SMARTPROC_BOOTSTRAP_MANAGEMENT_KEY: '',
     TRUST_PROXY: '',
   };
 }
 
-async function startSmartproc(name: string, dataDir: string, redisUrl: string | null): Promise<ServerProcess> {
+async function startSmartproc(name: string, dataDir: string, redisUrl: string | null, databaseUrl: string | null = null): Promise<ServerProcess> {
   const port = await freePort();
-  const server = await startServer({ name, entry: 'dist/src/cli/bin.js', nodeFlags: NODE_FLAGS, args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl), port, readyPath: '/health' });
+  const server = await startServer({ name, entry: 'dist/src/cli/bin.js', nodeFlags: NODE_FLAGS, args: ['serve'], env: smartprocEnv(port, dataDir, redisUrl, databaseUrl), port, readyPath: '/health' });
   log(`${name} ready at ${server.url} (${describeProcess(server.pid)})`);
   return server;
 }
@@ -415,6 +481,112 @@ async function proxyRows(server: ServerProcess, managementKey: string): Promise<
   }
 }
 
+// ---------------------------------------------------------------- PostgreSQL rows
+
+/**
+ * g1-g3: smartproc on PostgreSQL (a fresh schema of BENCH_DATABASE_URL) with Redis: GET
+ * card (in turns with ceiling 0c), PATCH, list of 50. h1-h3: the same on two instances
+ * sharing that PostgreSQL schema and Redis, the connections split between both. Then
+ * pgbench select-only and its write transaction on a scratch database. The schema and the
+ * database are dropped afterwards.
+ */
+async function postgresRows(ceilingSpec: (id: string) => Spec, redisOk: boolean): Promise<void> {
+  if (DATABASE_URL === 'off') {
+    pgSkipReason = 'BENCH_DATABASE_URL=off';
+    return;
+  }
+  const admin = new URL(DATABASE_URL);
+  admin.search = '';
+  try {
+    const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 3000 });
+    await client.connect();
+    await client.end();
+  } catch (error) {
+    pgSkipReason = `${admin.host}: ${(error as Error).message}`;
+    log(`PostgreSQL rows skipped: ${pgSkipReason}`);
+    return;
+  }
+  if (!redisOk) {
+    pgSkipReason = `they need Redis (cards are cached per instance with a token per portal in Redis), and ${REDIS_URL} did not answer`;
+    log(`PostgreSQL rows skipped: ${pgSkipReason}`);
+    return;
+  }
+  const schema = `bench_${crypto.randomBytes(5).toString('hex')}`;
+  const url = new URL(admin.toString());
+  url.searchParams.set('schema', schema);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'smartproc-bench-pg-'));
+  const servers: ServerProcess[] = [];
+  try {
+    const one = await startSmartproc('smartproc (PostgreSQL + Redis) #1', dataDir, REDIS_URL, url.toString());
+    servers.push(one);
+    const pgKeys = await createKeys(one.url, dataDir);
+    const ids = await seedTypes(one.url, pgKeys.unlimited);
+    const [cardId, patchId] = [ids[0], ids[ids.length - 1]];
+    const headers = apiHeaders(pgKeys.unlimited);
+    const patchHeaders = { ...headers, 'content-type': 'application/json' };
+    const patchRequests = [
+      { method: 'PATCH' as const, headers: patchHeaders, body: JSON.stringify({ title: 'Bench A', isStagesEnabled: true }) },
+      { method: 'PATCH' as const, headers: patchHeaders, body: JSON.stringify({ title: 'Bench B', isStagesEnabled: false }) },
+    ];
+    const scenarios = (server: ServerProcess) => ({
+      card: { url: `${server.url}/v1/smart-processes/${cardId}`, headers },
+      patch: { url: `${server.url}/v1/smart-processes/${patchId}`, requests: patchRequests },
+      list: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}`, headers },
+    });
+    const on1 = { server: one, serverLabel: 'PostgreSQL+Redis' };
+    await probe(one.url, `/v1/smart-processes/${cardId}`, pgKeys.unlimited, false, 'GET card (PostgreSQL)');
+    await measure([ceilingSpec('0c'), { id: 'g1', ceilingId: '0c', label: `PostgreSQL: GET card /v1/smart-processes/${cardId}`, scenario: scenarios(one).card, ...on1 }], SLICES);
+    await measure([{ id: 'g2', label: `PostgreSQL: PATCH /v1/smart-processes/${patchId}, A/B alternating`, scenario: scenarios(one).patch, ...on1 }]);
+    await measure([{ id: 'g3', label: `PostgreSQL: GET list ?limit=${TYPE_COUNT}`, scenario: scenarios(one).list, ...on1 }]);
+    lifetimeRss.push({ server: 'smartproc PostgreSQL+Redis #1', mb: lifetimePeakMb(one.pid) });
+
+    const two = await startSmartproc('smartproc (PostgreSQL + Redis) #2', dataDir, REDIS_URL, url.toString());
+    servers.push(two);
+    await probe(two.url, `/v1/smart-processes/${cardId}`, pgKeys.unlimited, false, 'GET card (PostgreSQL, second instance)');
+    const both = { server: one, serverLabel: '2 x PostgreSQL+Redis' };
+    await measure([{ id: 'h1', label: `2 instances: GET card ${cardId}, load split`, scenario: scenarios(one).card, split: { server: two, scenario: scenarios(two).card }, ...both }]);
+    await measure([{ id: 'h2', label: `2 instances: PATCH ${patchId}, load split`, scenario: scenarios(one).patch, split: { server: two, scenario: scenarios(two).patch }, ...both }]);
+    await measure([{ id: 'h3', label: `2 instances: GET list ?limit=${TYPE_COUNT}, load split`, scenario: scenarios(one).list, split: { server: two, scenario: scenarios(two).list }, ...both }]);
+    // The two instances agree on the card after all those PATCHes (each answers what the other wrote last).
+    const [seen1, seen2] = await Promise.all([call(one.url, 'GET', `/v1/smart-processes/${patchId}`, pgKeys.unlimited), call(two.url, 'GET', `/v1/smart-processes/${patchId}`, pgKeys.unlimited)]);
+    if (seen1.headers.get('etag') !== seen2.headers.get('etag')) problems.push(`after the two-instance rows the instances answer different versions of type ${patchId}: ${seen1.headers.get('etag')} and ${seen2.headers.get('etag')}`);
+    else notes.push(`two instances (h1-h3): after the rows both answer type ${patchId} at version ${seen1.headers.get('etag')}; a PATCH answered by one is never served stale by the other (test/portals/shared-type-cache.test.ts).`);
+    lifetimeRss.push({ server: 'smartproc PostgreSQL+Redis #2', mb: lifetimePeakMb(two.pid) });
+  } finally {
+    for (const server of servers) await server.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    const client = new pg.Client({ connectionString: admin.toString() });
+    try {
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    } catch (error) {
+      problems.push(`could not drop the bench schema ${schema}: ${(error as Error).message}`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  const binary = findPgbench();
+  if (!binary) {
+    pgbenchSkipReason = 'pgbench not found (on PATH or in /usr/lib/postgresql/*/bin)';
+    log(`pgbench rows skipped: ${pgbenchSkipReason}`);
+    return;
+  }
+  const scratch = await scratchDatabase(DATABASE_URL);
+  try {
+    log(`pgbench: ${binary} -i on scratch database ${scratch.name}; then ${CONNECTIONS} clients, ${DURATION} s each, select-only and the built-in write transaction`);
+    await pgbenchInit(binary, scratch);
+    const options = { clients: CONNECTIONS, threads: 2, seconds: DURATION };
+    pgbench.selectOnly = await pgbenchRun(binary, scratch, { ...options, selectOnly: true });
+    pgbench.write = await pgbenchRun(binary, scratch, { ...options, selectOnly: false });
+    log(`   pgbench -S: ${fmt(pgbench.selectOnly.tps, 0)} tps (latency avg ${fmt(pgbench.selectOnly.latencyMs, 2)} ms); write: ${fmt(pgbench.write.tps, 0)} tps (latency avg ${fmt(pgbench.write.latencyMs, 2)} ms)`);
+  } catch (error) {
+    problems.push(`pgbench: ${(error as Error).message}`);
+  } finally {
+    await scratch.drop().catch((error: unknown) => problems.push(`could not drop ${scratch.name}: ${(error as Error).message}`));
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 function fmt(value: number, digits: number): string {
@@ -483,6 +655,21 @@ function report(): void {
     console.log(`503 QUERY_LIMIT_EXCEEDED sent by the fake portal: ${proxy.rejected503} (its bucket peaked at ${fmt(proxy.maxBucketLevel, 1)} of ${PROXY_LIMITS.burst}; ${proxy.restRequests} REST requests in all, setup and warm-ups included)`);
   }
 
+  if (pgSkipReason) console.log(`\nPostgreSQL rows skipped: ${pgSkipReason}`);
+  if (pgbenchSkipReason) console.log(`\npgbench rows skipped: ${pgbenchSkipReason}`);
+  if (pgbench.selectOnly || pgbench.write) {
+    console.log(`\npgbench on a scratch database (scale 1, ${CONNECTIONS} clients, 2 threads, ${DURATION} s), same run: this machine's PostgreSQL limit`);
+    console.log(
+      table(
+        ['#', 'transaction', 'tps', 'latency avg ms', 'transactions', 'failed'],
+        ([['pg-S', 'select-only (-S)', pgbench.selectOnly], ['pg-W', 'built-in write (TPC-B like)', pgbench.write]] as const)
+          .filter(([, , r]) => r)
+          .map(([id, what, r]) => [id, what, fmt(r!.tps, 0), fmt(r!.latencyMs, 2), String(r!.transactions), String(r!.failed)]),
+        [0, 1],
+      ),
+    );
+  }
+
   const targets: string[][] = [];
   const add = (name: string, wanted: string, value: number | null, digits: number, pass: boolean | null, suffix = '') =>
     targets.push([name, wanted, value === null || !Number.isFinite(value) ? '-' : fmt(value, digits) + suffix, pass === null ? 'n/a' : verdict(pass)]);
@@ -504,11 +691,30 @@ function report(): void {
   } else {
     targets.push(['limited/unlimited GET card, Redis (r2/r1)', 'reported', '-', 'skipped']);
   }
+  const c = row('c');
+  const c2 = row('c2');
+  add(`list of ${TYPE_COUNT} (c) req/s / ${LIST_BEFORE.rps} (before issue 11)`, `>= ${TARGET.listSpeedup}`, c ? c.rps / LIST_BEFORE.rps : null, 2, c ? c.rps / LIST_BEFORE.rps >= TARGET.listSpeedup : null);
+  add('list with select=id,title (c2) us/req < whole items (c) us/req', '< 1', c && c2 ? c2.serverUsPerRequest / c.serverUsPerRequest : null, 3, c && c2 ? c2.serverUsPerRequest < c.serverUsPerRequest : null);
+  const g1 = row('g1');
+  const g2 = row('g2');
+  const g1Ratio = ofCeiling(g1);
+  add(`PostgreSQL GET card (g1) req/s / ceiling (${g1 ? ceilingOf(g1)?.id : '-'})`, `>= ${TARGET.pgGetCardOfCeiling}`, g1Ratio, 3, g1Ratio === null ? null : g1Ratio >= TARGET.pgGetCardOfCeiling);
+  const patchOfPgbench = g2 && pgbench.write ? g2.rps / pgbench.write.tps : null;
+  add('PostgreSQL PATCH (g2) req/s / pgbench write tps (pg-W)', `>= ${TARGET.pgPatchOfPgbench}`, patchOfPgbench, 3, patchOfPgbench === null ? null : patchOfPgbench >= TARGET.pgPatchOfPgbench);
+  add('p99 of PostgreSQL GET card (g1)', `< ${TARGET.pgP99Ms} ms`, g1 ? g1.p99 : null, 2, g1 ? g1.p99 < TARGET.pgP99Ms : null, ' ms');
+  add('p99 of PostgreSQL PATCH (g2)', `< ${TARGET.pgP99Ms} ms`, g2 ? g2.p99 : null, 2, g2 ? g2.p99 < TARGET.pgP99Ms : null, ' ms');
   add('503s sent by the fake Bitrix24 portal (p1, p2)', '0', proxy ? proxy.rejected503 : null, 0, proxy ? proxy.rejected503 === 0 : null);
   // The same two throughput ratios from CPU cost per request, which other load on the machine disturbs much less.
   const costRatio = (r: Row | undefined) => (r && ceilingOf(r) ? ceilingOf(r)!.serverUsPerRequest / r.serverUsPerRequest : null);
   targets.push(['info: GET card (a) by CPU cost: ceiling us/req / a us/req', `(${TARGET.getCardOfCeiling})`, fmt(costRatio(a) ?? Number.NaN, 3), 'info']);
   targets.push(['info: PATCH (b) by CPU cost: ceiling us/req / b us/req', `(${TARGET.patchOfCeiling})`, fmt(costRatio(b) ?? Number.NaN, 3), 'info']);
+  if (c) targets.push([`info: list (c) by CPU cost: ${LIST_BEFORE.usPerRequest} us/req before issue 11 / c us/req`, `(${TARGET.listSpeedup})`, fmt(LIST_BEFORE.usPerRequest / c.serverUsPerRequest, 2), 'info']);
+  targets.push(['info: PostgreSQL GET card (g1) by CPU cost: ceiling us/req / g1 us/req', `(${TARGET.pgGetCardOfCeiling})`, fmt(costRatio(g1) ?? Number.NaN, 3), 'info']);
+  const h1 = row('h1');
+  const h2 = row('h2');
+  if (g1 && h1) targets.push(['info: two instances / one, GET card (h1 / g1 req/s)', 'reported', fmt(h1.rps / g1.rps, 3), 'info']);
+  if (g2 && h2) targets.push(['info: two instances / one, PATCH (h2 / g2 req/s)', 'reported', fmt(h2.rps / g2.rps, 3), 'info']);
+  if (pgbench.selectOnly && g1) targets.push(['info: PostgreSQL GET card (g1) req/s / pgbench select-only tps', 'reported', fmt(g1.rps / pgbench.selectOnly.tps, 3), 'info']);
   if (a && d) targets.push(['info: limited/unlimited by CPU cost (a us/req / d us/req)', `(${TARGET.limitedRatio})`, fmt(a.serverUsPerRequest / d.serverUsPerRequest, 3), 'info']);
   console.log('\nTargets');
   console.log(table(['target', 'wanted', 'measured', 'verdict'], targets, [0, 1, 3]));
@@ -596,6 +802,8 @@ async function main(): Promise<number> {
 
       await probe(server.url, `/v1/smart-processes?limit=${TYPE_COUNT}`, keys.unlimited, false, 'GET list');
       await measure([{ id: 'c', label: `GET list /v1/smart-processes?limit=${TYPE_COUNT}`, scenario: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}`, headers: apiHeaders(keys.unlimited) }, ...on }]);
+      await probe(server.url, `/v1/smart-processes?limit=${TYPE_COUNT}&select=id,title`, keys.unlimited, false, 'GET list with select');
+      await measure([{ id: 'c2', label: `GET list ?limit=${TYPE_COUNT}&select=id,title`, scenario: { url: `${server.url}/v1/smart-processes?limit=${TYPE_COUNT}&select=id,title`, headers: apiHeaders(keys.unlimited) }, ...on }]);
 
       await proxyRows(server, keys.management);
       lifetimeRss.push({ server: 'smartproc SQLite+memory', mb: lifetimePeakMb(server.pid) });
@@ -642,6 +850,9 @@ async function main(): Promise<number> {
       await server?.stop();
     }
   }
+
+  // 3. PostgreSQL: one instance, two instances sharing PostgreSQL and Redis, and pgbench.
+  await postgresRows(ceilingSpec, redisSkipReason === null);
 
   const baselineMb = lifetimePeakMb(baseline.pid);
   notes.push(`reference: the bare Fastify child (run through tsx; smartproc runs compiled) peaked at ${baselineMb === null ? '?' : fmt(baselineMb, 1)} MB RSS over its life.`);

@@ -21,13 +21,18 @@ import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
 import sessionRoutes from './http/routes/sessions.js';
 import auditRoutes from './http/routes/audit.js';
+import oauthRoutes from './http/routes/oauth.js';
+import oauthPages from './http/routes/oauth-pages.js';
+import { UserAuthorization } from './access/user-authorization.js';
+import { Bitrix24UserAuthorization } from './portals/bitrix24/user-authorization.js';
+import { safeLogger, publicUrlOf } from './http/log-safety.js';
 import smartProcessRoutes from './http/routes/smart-processes/index.js';
 import batchRoutes from './http/routes/batch.js';
 import type { Services } from './http/services.js';
 import { PortalRegistry } from './portals/registry.js';
 import { PortalsService } from './portals/portals-service.js';
 import { loadSecretBox, migrate, openStore, type SecretBox, type Store } from './store/store.js';
-import { Bitrix24Portal } from './portals/bitrix24/bitrix24-portal.js';
+import { Bitrix24Portal, forgetSessionTokens } from './portals/bitrix24/bitrix24-portal.js';
 import { Bitrix24PortalSetup } from './portals/bitrix24/bitrix24-portals.js';
 import { PortalBudgets } from './portals/bitrix24/budget.js';
 
@@ -74,7 +79,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrate(store);
   const app = Fastify({
-    logger: options.logger ?? { level: config.logLevel },
+    // Query values that are secrets (app_key, code, state, ...) are masked in request logs: src/http/log-safety.ts.
+    logger: safeLogger(options.logger ?? { level: config.logLevel }),
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,
@@ -108,14 +114,25 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
   const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log };
-  const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) });
+  const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) }, { redis });
+  bus.onMessage((message) => {
+    if (message.type === 'session') forgetSessionTokens(bitrix24, message.id);
+  });
+  const keys = new KeysService(store, bus);
   const services: Services = {
     store,
     access: new AccessService(store, new KeyRateLimiter(redis, { log: app.log }), bus, (portal) => portalRegistry.readiness(portal), options.keyCacheTtlMs),
-    keys: new KeysService(store, bus),
+    keys,
     portals: new PortalsService(store, bus, new Bitrix24PortalSetup(store, secretBox, budgets)),
     portalRegistry,
     audit: new AuditService(store, config.auditRetentionDays),
+    authorization: new UserAuthorization({
+      store,
+      keys,
+      bitrix24: new Bitrix24UserAuthorization({ store, box: secretBox, budgets, callTimeoutMs: config.bitrix24CallTimeoutMs }),
+      publicUrl: () => publicUrlOf(config, app.server.address()),
+      log: app.log,
+    }),
   };
   app.decorate('services', services);
   services.audit.start(app.log);
@@ -152,6 +169,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(portalRoutes, { prefix: '/v1/portals' });
   await app.register(sessionRoutes, { prefix: '/v1/sessions' });
   await app.register(auditRoutes, { prefix: '/v1/audit' });
+  await app.register(oauthRoutes, { prefix: '/v1/oauth' });
+  await app.register(oauthPages, { prefix: '/oauth' });
   app.get('/health', { schema: { hide: true }, config: { pressureHandler: () => undefined } }, async () => ({ success: true, data: { status: 'ok', version, store: store.dialect } }));
   await app.ready();
   return app;

@@ -27,6 +27,12 @@ export interface Config {
   bitrix24CallTimeoutMs: number;
   /** Audit entries older than this many days are deleted (hourly); 0 keeps them all. */
   auditRetentionDays: number;
+  /**
+   * PUBLIC_URL: the address people and Bitrix24 reach this server at (user authorization:
+   * redirects, the callback to register in a Bitrix24 application, PUBLIC_URL/oauth/callback).
+   * null: http://HOST:PORT of the listening socket.
+   */
+  publicUrl: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -52,6 +58,20 @@ function parseRedisPrefix(value: string | undefined): string | null {
   if (value === undefined || value.trim() === '') return null;
   if (!/^[A-Za-z0-9:._-]{1,100}$/.test(value)) throw new ConfigError(`REDIS_PREFIX must be 1..100 of A-Z a-z 0-9 : . _ -, got "${value}"`);
   return value;
+}
+
+function parsePublicUrl(value: string | undefined): string | null {
+  if (value === undefined || value.trim() === '') return null;
+  let url: URL;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    throw new ConfigError(`PUBLIC_URL must be an absolute http(s) URL such as https://smartproc.example.com, got "${value}"`);
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(`PUBLIC_URL must be an http(s) URL without query, fragment or credentials, got "${value}"`);
+  }
+  return url.toString().replace(/\/+$/, '');
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -80,5 +100,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bitrix24QueueTimeoutMs: parseNumber(env, 'BITRIX24_QUEUE_TIMEOUT_MS', 10_000, 100, 600_000),
     bitrix24CallTimeoutMs: parseNumber(env, 'BITRIX24_CALL_TIMEOUT_MS', 30_000, 100, 60_000),
     auditRetentionDays: parseNumber(env, 'AUDIT_RETENTION_DAYS', 90, 0, 36_500),
+    publicUrl: parsePublicUrl(env.PUBLIC_URL),
   };
 }

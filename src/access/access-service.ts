@@ -76,6 +76,8 @@ export class AccessService {
       if (message.type === 'all') {
         this.keys.invalidate();
         this.sessions.invalidate();
+      } else if (message.type === 'session') {
+        this.sessions.invalidate((s) => s?.id === message.id);
       } else if (message.type === 'key') {
         this.keys.invalidate((v) => v?.key.id === message.id);
         this.sessions.invalidate((s) => s?.keyId === message.id);

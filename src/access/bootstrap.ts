@@ -51,7 +51,7 @@ export async function bootstrapIfEmpty(store: Store, keys: KeysService, options:
         secret: options.managementKey,
         key: {
           id: newId('key'), kind: 'management', portalId: null, name: 'Bootstrap management key', keyPrefix: display.prefix, keySuffix: display.suffix,
-          scopes: [...MANAGEMENT_SCOPES], accessMode: 'READWRITE', expiresAt: null, requestsPerSecond: null, allowedIps: [], userId: null,
+          scopes: [...MANAGEMENT_SCOPES], accessMode: 'READWRITE', expiresAt: null, requestsPerSecond: null, allowedIps: [], redirectUris: [], userId: null,
           createdByKeyId: null, createdAt: now, updatedAt: now,
         },
       };

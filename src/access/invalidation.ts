@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { LogThrottle, stderrLog, type WarnLog } from '../log-throttle.js';
 import { REDIS_START_WAIT_MS, REDIS_TIMEOUT_MS, withTimeout } from './redis.js';
 
-export type Invalidation = { type: 'key'; id: string } | { type: 'portal'; id: number } | { type: 'all' };
+export type Invalidation = { type: 'key'; id: string } | { type: 'portal'; id: number } | { type: 'session'; id: string } | { type: 'all' };
 
 /** The channel of a deployment: `<prefix>:invalidate` (app.ts: REDIS_PREFIX, else derived from the store). */
 export const invalidationChannel = (prefix: string) => `${prefix}:invalidate`;

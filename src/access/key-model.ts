@@ -44,6 +44,35 @@ export function allowedIpProblems(entries: string[], location = 'body.allowedIps
   return problems;
 }
 
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+export const MAX_REDIRECT_URIS = 20;
+
+/**
+ * redirectUris of an application key: absolute https:// URLs (http:// only for loopback
+ * hosts, for development), without a fragment or credentials, at most 2000 characters;
+ * matched exactly at GET /v1/oauth/authorize.
+ */
+export function redirectUriProblems(kind: KeyKind, uris: string[], location = 'body.redirectUris'): ErrorDetail[] {
+  if (!uris.length) return [];
+  if (kind !== 'application') return [{ location, message: `only application keys (vibe_app_) have redirectUris; this is a ${kind} key` }];
+  const problems: ErrorDetail[] = [];
+  if (uris.length > MAX_REDIRECT_URIS) problems.push({ location, message: `at most ${MAX_REDIRECT_URIS} URIs` });
+  uris.forEach((uri, i) => {
+    let url: URL | null = null;
+    try {
+      url = uri.length <= 2000 ? new URL(uri) : null;
+    } catch {
+      url = null;
+    }
+    const fix = 'an absolute https:// URL of your application, e.g. https://app.example.com/oauth/done (http:// only for localhost)';
+    if (!url) problems.push({ location: `${location}[${i}]`, message: 'is not an absolute URL', fix });
+    else if (!(url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOST.test(url.hostname)))) problems.push({ location: `${location}[${i}]`, message: 'must use https:// (http:// only for loopback hosts)', fix });
+    else if (url.hash || uri.includes('#')) problems.push({ location: `${location}[${i}]`, message: 'must not have a fragment (#...)', fix });
+    else if (url.username || url.password) problems.push({ location: `${location}[${i}]`, message: 'must not carry a user name or password', fix });
+  });
+  return problems;
+}
+
 function normalizeAddress(ip: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   return mapped ? mapped[1] : ip;
@@ -81,6 +110,7 @@ export function presentKey(key: KeyRecord) {
     expiresAt: isoTime(key.expiresAt),
     requestsPerSecond: key.requestsPerSecond,
     allowedIps: key.allowedIps,
+    redirectUris: key.redirectUris,
     userId: key.userId,
     createdByKeyId: key.createdByKeyId,
     createdAt: isoTime(key.createdAt),

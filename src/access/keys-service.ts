@@ -1,11 +1,10 @@
 import { ApiError, validationError, type ErrorDetail } from '../errors.js';
-import type { KeysRepository, Store, StoreTransaction } from '../store/store.js';
+import type { KeysRepository, Repositories, Store, StoreTransaction } from '../store/store.js';
 import type { InvalidationBus } from './invalidation.js';
-import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, scopeProblems } from './key-model.js';
+import { allowedIpProblems, DEFAULT_REQUESTS_PER_SECOND, isManagementScope, MANAGEMENT_SCOPES, redirectUriProblems, scopeProblems } from './key-model.js';
 import { displayParts, hashSecret, KEY_PREFIX, newId, newKeySecret, newSessionToken, SESSION_PREFIX } from './tokens.js';
-import { isoTime, type AccessMode, type KeyKind, type KeyRecord, type SessionRecord } from '../domain/records.js';
+import { isoTime, type AccessMode, type KeyKind, type KeyRecord, type SessionRecord, type SessionUser } from '../domain/records.js';
 import { CLI_AUDIT, keyChanges, REDACTED, sessionChanges, type AuditAction, type AuditContext, type Changes, type ManagementCaller } from '../domain/audit.js';
-import type { Repositories } from '../store/store.js';
 
 export const SESSION_LIFETIME_MS = 24 * 3600 * 1000;
 export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
@@ -20,7 +19,18 @@ export interface KeyInput {
   expiresAt?: string | null;
   requestsPerSecond?: number | null;
   allowedIps?: string[];
+  /** Application keys: where user authorization may return (exact match). */
+  redirectUris?: string[];
   userId?: number | null;
+}
+
+/** What a new session is made of: the application key, the user, and (bitrix24) the user's tokens sealed for the session's id. */
+export interface SessionInput {
+  key: KeyRecord;
+  user: SessionUser;
+  sealUserTokens?: (sessionId: string) => string;
+  /** Who makes the session, for its audit entry (default: the application key acting for the user). */
+  audit?: AuditContext;
 }
 
 export type KeyChanges = Omit<KeyInput, 'kind' | 'portalId'>;
@@ -111,6 +121,7 @@ export class KeysService {
     const scopes = [...new Set(input.scopes ?? (kind === 'management' ? (actor ? actor.scopes : [...MANAGEMENT_SCOPES]) : ['crm']))];
     problems.push(...scopeProblems(kind, scopes));
     problems.push(...allowedIpProblems(input.allowedIps ?? []));
+    problems.push(...redirectUriProblems(kind, input.redirectUris ?? []));
     const expiresAt = parseExpiry(input.expiresAt, problems, now);
     if (kind !== 'personal' && input.userId !== undefined && input.userId !== null) problems.push({ location: 'body.userId', message: `only personal keys act as a fixed user; a ${kind} key ${kind === 'application' ? 'acts as the user of its session' : 'acts as the operator'}` });
     if (problems.length) throw validationError(problems);
@@ -130,6 +141,7 @@ export class KeysService {
       expiresAt: expiresAt ?? null,
       requestsPerSecond: input.requestsPerSecond === undefined ? DEFAULT_REQUESTS_PER_SECOND : input.requestsPerSecond,
       allowedIps: input.allowedIps ?? [],
+      redirectUris: [...new Set(input.redirectUris ?? [])],
       userId: kind === 'personal' ? (input.userId ?? 1) : null,
       createdByKeyId: actor?.id ?? null,
       createdAt: now,
@@ -149,6 +161,7 @@ export class KeysService {
       const problems: ErrorDetail[] = [];
       if (changes.scopes) problems.push(...scopeProblems(current.kind, changes.scopes));
       if (changes.allowedIps) problems.push(...allowedIpProblems(changes.allowedIps));
+      if (changes.redirectUris) problems.push(...redirectUriProblems(current.kind, changes.redirectUris));
       const expiresAt = parseExpiry(changes.expiresAt, problems, now);
       if (changes.userId !== undefined && current.kind !== 'personal') problems.push({ location: 'body.userId', message: 'only personal keys act as a fixed user' });
       if (changes.userId === null) problems.push({ location: 'body.userId', message: 'a personal key needs a user id' });
@@ -161,6 +174,7 @@ export class KeysService {
         expiresAt: expiresAt === undefined ? current.expiresAt : expiresAt,
         requestsPerSecond: changes.requestsPerSecond === undefined ? current.requestsPerSecond : changes.requestsPerSecond,
         allowedIps: changes.allowedIps ?? current.allowedIps,
+        redirectUris: changes.redirectUris ? [...new Set(changes.redirectUris)] : current.redirectUris,
         userId: changes.userId === undefined ? current.userId : changes.userId,
         updatedAt: now,
       };
@@ -250,34 +264,51 @@ export class KeysService {
     return { ...rotated, previousSecretExpiresAt };
   }
 
-  /** `audit`: who asks for the session (a management key, the CLI, or a user authorizing an application). */
-  async mintSession(input: { keyId: string; userId: number }, audit: AuditContext, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
+  /** `audit`: who asks for the session (a management key or the CLI). */
+  async mintSession(input: { keyId: string; userId: number; name?: string | null; email?: string | null }, audit: AuditContext, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
     const key = await this.repo().get(input.keyId);
     if (!key) throw validationError([{ location: 'body.keyId', message: `no key with id ${input.keyId}` }]);
     if (key.kind !== 'application' || key.portalId === null) {
       throw validationError([{ location: 'body.keyId', message: `sessions are for application keys (vibe_app_); ${key.id} is a ${key.kind} key` }]);
     }
     if (key.expiresAt !== null && key.expiresAt <= now) throw validationError([{ location: 'body.keyId', message: `key ${key.id} has expired` }]);
+    const user: SessionUser = { id: input.userId, name: input.name?.trim() || null, email: input.email?.trim() || null };
+    return this.write(({ repos }) => this.createSession(repos, { key, user, audit }, now), { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
+  }
+
+  /**
+   * The one place a session is made (POST /v1/sessions, the CLI, user authorization):
+   * a vibe_session_ token (stored as its hash) of 24 hours for an application key and a
+   * user, and the user's Bitrix24 tokens when the authorization brought them; written
+   * with `repos`, inside the caller's write.
+   */
+  async createSession(repos: Repositories, input: SessionInput, now = Date.now()): Promise<{ session: SessionRecord; token: string }> {
+    const { key, user } = input;
+    if (key.kind !== 'application' || key.portalId === null) throw new ApiError('INTERNAL_ERROR', 'sessions are for application keys');
     const token = newSessionToken();
     const display = displayParts(token, SESSION_PREFIX);
     const session: SessionRecord = {
       id: newId('ses'),
       keyId: key.id,
       portalId: key.portalId,
-      userId: input.userId,
+      userId: user.id,
+      userName: user.name,
+      userEmail: user.email,
+      bitrix24Tokens: Boolean(input.sealUserTokens),
       tokenPrefix: display.prefix,
       tokenSuffix: display.suffix,
       expiresAt: now + SESSION_LIFETIME_MS,
       createdAt: now,
     };
-    await this.write(async ({ repos }) => {
-      await repos.keys.insertSession(session, hashSecret(token));
-      await record(repos, audit, 'session', session, 'create', sessionChanges(session, 'after'));
-    }, { location: 'body.keyId', message: `key ${key.id} (or its portal) was deleted meanwhile` });
+    await repos.keys.insertSession(session, hashSecret(token));
+    if (input.sealUserTokens) await repos.oauth.insertUserTokens(session.id, key.portalId, input.sealUserTokens(session.id), now);
+    // Made by the user authorizing the application unless the caller says otherwise (POST /v1/sessions, the CLI).
+    const audit = input.audit ?? { actor: 'key', keyId: key.id, keyKind: key.kind, userId: user.id, requestId: null, clientIp: null };
+    await record(repos, audit, 'session', session, 'create', sessionChanges(session, 'after'));
     return { session, token };
   }
 
-  /** Ends a session at once, on every instance (404 when there is none). A hook for every way a session ends on request. */
+  /** Ends a session by id, at once, on every instance (DELETE /v1/sessions/:id; 404 when there is none). */
   async deleteSession(id: string, audit: AuditContext): Promise<SessionRecord> {
     const session = await this.store.write(async ({ repos }) => {
       const found = await repos.keys.deleteSession(id);
@@ -286,6 +317,21 @@ export class KeysService {
       return found;
     });
     await this.bus.publish({ type: 'key', id: session.keyId });
+    await this.bus.publish({ type: 'session', id: session.id });
     return session;
+  }
+
+  /** Ends a session by its token, at once, on every instance (POST /v1/oauth/revoke); false when there was no such session. */
+  async endSession(token: string, origin: { requestId: string; clientIp: string }): Promise<boolean> {
+    const ended = await this.store.write(async ({ repos }) => {
+      const found = await repos.keys.deleteSessionByHash(hashSecret(token));
+      // The session ends itself: its application key acting for its user.
+      const audit: AuditContext = found ? { actor: 'key', keyId: found.keyId, keyKind: 'application', userId: found.userId, ...origin } : CLI_AUDIT;
+      if (found) await record(repos, audit, 'session', found, 'delete', sessionChanges(found, 'before'));
+      return found;
+    });
+    if (!ended) return false;
+    await this.bus.publish({ type: 'session', id: ended.id });
+    return true;
   }
 }

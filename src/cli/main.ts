@@ -98,6 +98,7 @@ function keyOptions(command: Command, forCreate: boolean): Command {
     .option('--readwrite', 'READWRITE (default)')
     .option('--expires <iso>', 'expiry time (ISO 8601); "never" clears it')
     .option('--allowed-ips <list>', 'comma-separated IPs/CIDRs; "" for any', (v: string) => list(v))
+    .option('--redirect-uris <list>', 'application keys: comma-separated URIs user authorization may return to; "" for none', (v: string) => list(v))
     .option('--json', 'print JSON');
 }
 
@@ -112,6 +113,7 @@ function keyFields(o: Record<string, unknown>): KeyChanges {
   if (o.readwrite) fields.accessMode = 'READWRITE';
   if (o.expires !== undefined) fields.expiresAt = o.expires === 'never' ? null : (o.expires as string);
   if (o.allowedIps !== undefined) fields.allowedIps = o.allowedIps as string[];
+  if (o.redirectUris !== undefined) fields.redirectUris = o.redirectUris as string[];
   return fields;
 }
 

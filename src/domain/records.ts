@@ -50,6 +50,8 @@ export interface KeyRecord {
   /** null = no limit. */
   requestsPerSecond: number | null;
   allowedIps: string[];
+  /** Application keys: where GET /v1/oauth/authorize may send the person back (exact match). */
+  redirectUris: string[];
   userId: number | null;
   createdByKeyId: string | null;
   createdAt: number;
@@ -61,10 +63,22 @@ export interface SessionRecord {
   keyId: string;
   portalId: number;
   userId: number;
+  /** The user as the authorization gave it (user authorization); null for sessions minted without a name or e-mail. */
+  userName: string | null;
+  userEmail: string | null;
+  /** bitrix24 portals: the session carries the user's own Bitrix24 tokens (calls run with them). */
+  bitrix24Tokens: boolean;
   tokenPrefix: string;
   tokenSuffix: string;
   expiresAt: number;
   createdAt: number;
+}
+
+/** The user a session acts as, as answers show it. */
+export interface SessionUser {
+  id: number;
+  name: string | null;
+  email: string | null;
 }
 
 /** Epoch milliseconds as ISO 8601 UTC with second precision (null stays null). */

@@ -1,6 +1,7 @@
 import type { AccessService } from '../access/access-service.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { KeysService } from '../access/keys-service.js';
+import type { UserAuthorization } from '../access/user-authorization.js';
 import type { PortalRegistry } from '../portals/registry.js';
 import type { PortalsService } from '../portals/portals-service.js';
 import type { Store } from '../store/store.js';
@@ -13,6 +14,8 @@ export interface Services {
   portals: PortalsService;
   portalRegistry: PortalRegistry;
   audit: AuditService;
+  /** User authorization of application keys (/v1/oauth, /oauth). */
+  authorization: UserAuthorization;
 }
 
 declare module 'fastify' {

@@ -165,9 +165,9 @@ function updateStep(entityTypeId: number, body: unknown, relocate: (e: ApiError)
     kind: 'write',
     relocate,
     run: async (c) => {
-      await requireType(c, entityTypeId);
+      const seen = await requireType(c, entityTypeId);
       checkBody(PatchTypeBodySchema, body, 'body');
-      return written(await updateType(c, entityTypeId, body as PatchTypeBody), c.timeZone);
+      return written(await updateType(c, entityTypeId, body as PatchTypeBody, undefined, seen), c.timeZone);
     },
   };
 }

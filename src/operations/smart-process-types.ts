@@ -1,5 +1,5 @@
 import { parseListQuery, type ListQuery, type Source } from '../domain/list-query.js';
-import { listItemJson, presentListItem, type TypeCard, type TypeRecord } from '../domain/smart-process-type/card.js';
+import { listItemsJson, type TypeCard, type TypeRecord } from '../domain/smart-process-type/card.js';
 import { describeFields, TYPE_FIELD_TABLE } from '../domain/smart-process-type/fields.js';
 import { parseCreateBody, parsePatchBody } from '../domain/smart-process-type/input.js';
 import type { CreateTypeBody, PatchTypeBody } from '../domain/smart-process-type/schemas.js';
@@ -37,21 +37,33 @@ export function parseTypeListQuery(call: TypeCall, raw: unknown, source: Source)
   return parseListQuery(TYPE_FIELD_TABLE, raw, source, call.timeZone);
 }
 
-/** A page of types as the list answer shows it: the JSON text of `data` (the items, `select` applied) and `meta`. */
-export function renderTypeList(query: ListQuery, page: { records: TypeRecord[]; total: number }, timeZone: string): { itemsJson: string; meta: ListMeta } {
-  const items = page.records.map((record) => {
-    if (!query.select) return listItemJson(record, timeZone);
-    const item = presentListItem(record, timeZone) as Record<string, unknown>;
-    const picked: Record<string, unknown> = {};
-    for (const name of query.select) picked[name] = item[name];
-    return JSON.stringify(picked);
-  });
+/** A page of types as the list answer shows it: the JSON text of `data` (the items, `select` applied), `meta`, and the whole answer's text. */
+export interface RenderedList {
+  itemsJson: string;
+  meta: ListMeta;
+  body: string;
+}
+
+/**
+ * Rendered pages, by page object: a page the portal keeps (docs/architecture.md, "Caches")
+ * is rendered once. `view` holds what else the text depends on (a portal may give one page
+ * object to queries that differ in select).
+ */
+const renderedPages = new WeakMap<object, { view: string; rendered: RenderedList }>();
+
+export function renderTypeList(query: ListQuery, page: { records: TypeRecord[]; total: number }, timeZone: string): RenderedList {
+  const view = `${timeZone}|${query.limit}|${query.offset}|${query.select?.join(',') ?? '*'}`;
+  const known = renderedPages.get(page);
+  if (known && known.view === view) return known.rendered;
   const meta = { total: page.total, limit: query.limit, offset: query.offset, hasMore: query.offset + page.records.length < page.total };
-  return { itemsJson: `[${items.join(',')}]`, meta };
+  const itemsJson = listItemsJson(page.records, timeZone, query.select);
+  const rendered = { itemsJson, meta, body: `{"success":true,"data":${itemsJson},"meta":${JSON.stringify(meta)}}` };
+  renderedPages.set(page, { view, rendered });
+  return rendered;
 }
 
 /** GET /v1/smart-processes and POST /v1/smart-processes/search: parse (400s), ask the portal, present. */
-export async function listTypes(call: TypeCall, raw: unknown, source: Source): Promise<{ itemsJson: string; meta: ListMeta }> {
+export async function listTypes(call: TypeCall, raw: unknown, source: Source): Promise<RenderedList> {
   const query = parseTypeListQuery(call, raw, source);
   return renderTypeList(query, await call.portal.types.list(query, call.context), call.timeZone);
 }
@@ -63,9 +75,9 @@ export async function getType(call: TypeCall, entityTypeId: number): Promise<Typ
   return card;
 }
 
-/** The existence check of PATCH (contract §4: 404 before any body problem). */
-export async function requireType(call: TypeCall, entityTypeId: number): Promise<void> {
-  if (!(await call.portal.types.has(entityTypeId, call.context))) throw typeNotFound(entityTypeId);
+/** The existence check of PATCH (contract §4: 404 before any body problem): the card found, which the write may start from (WriteOptions.seen). */
+export async function requireType(call: TypeCall, entityTypeId: number): Promise<TypeCard> {
+  return getType(call, entityTypeId);
 }
 
 /** POST /v1/smart-processes (body checked against CreateTypeBodySchema). */
@@ -74,8 +86,8 @@ export function createType(call: TypeCall, body: CreateTypeBody): Promise<TypeCa
 }
 
 /** PATCH /v1/smart-processes/:entityTypeId (existence checked, body checked against PatchTypeBodySchema). */
-export function updateType(call: TypeCall, entityTypeId: number, body: PatchTypeBody | undefined, ifMatch?: readonly number[]): Promise<TypeCard> {
-  return call.portal.types.update(entityTypeId, parsePatchBody(body, entityTypeId), call.actor, { ifMatch, context: call.context });
+export function updateType(call: TypeCall, entityTypeId: number, body: PatchTypeBody | undefined, ifMatch?: readonly number[], seen?: TypeCard): Promise<TypeCard> {
+  return call.portal.types.update(entityTypeId, parsePatchBody(body, entityTypeId), call.actor, { ifMatch, context: call.context, seen });
 }
 
 /** DELETE /v1/smart-processes/:entityTypeId. */

@@ -1,6 +1,6 @@
 import type { AuditContext } from '../domain/audit.js';
 import type { ListQuery } from '../domain/list-query.js';
-import type { PortalRecord } from '../domain/records.js';
+import type { PortalRecord, SessionRecord } from '../domain/records.js';
 import type { TypeCard, TypeRecord } from '../domain/smart-process-type/card.js';
 import type { TypeDraft, TypePatch } from '../domain/smart-process-type/input.js';
 import { ApiError } from '../errors.js';
@@ -30,6 +30,8 @@ export interface WriteOptions {
    */
   ifMatch?: readonly number[];
   context?: RequestContext;
+  /** The card this request found when it checked the type exists; a write may start from it (checking its version), instead of reading it again. */
+  seen?: TypeCard;
 }
 
 /** The 412 of a write whose If-Match lists none of the current version (both portal kinds). */
@@ -80,4 +82,10 @@ export interface Portal {
   readonly record: PortalRecord;
   readonly types: SmartProcessTypes;
   readiness(): Readiness;
+  /**
+   * The portal as the user of a session sees it, when the session carries the user's own
+   * credentials (bitrix24 user authorization): calls run with that user's tokens. Absent,
+   * or returning the portal itself: calls run with the portal's credential.
+   */
+  forSession?(session: SessionRecord): Portal;
 }

@@ -3,7 +3,9 @@ import type { PortalKind, PortalRecord } from '../domain/records.js';
 import { ApiError } from '../errors.js';
 import type { Store } from '../store/store.js';
 import { LocalPortal } from './local/local-portal.js';
-import { TypeCardCache } from './local/type-card-cache.js';
+import type { Redis } from 'ioredis';
+import { PortalTokens, SharedTypeCache } from './local/shared-type-cache.js';
+import { TypeCardCache, type TypeCache } from './local/type-card-cache.js';
 import type { Portal, Readiness, SmartProcessTypes } from './portal.js';
 
 /** Builds the Portal object of a portal record of one kind. */
@@ -16,16 +18,21 @@ export type PortalFactory = (record: PortalRecord) => Portal;
  * does a record that is newer than the one the object was built from.
  */
 export class PortalRegistry {
-  /** Only where this process is the store's one writer (SQLite); PostgreSQL is shared by instances. */
-  private readonly cards: TypeCardCache | null;
+  /**
+   * Cards and list pages of local portals: on SQLite (this process is the one writer)
+   * TypeCardCache; on PostgreSQL, which instances share, SharedTypeCache with a token per
+   * portal in Redis; on PostgreSQL without REDIS_URL none (every read goes to the store).
+   */
+  readonly cards: TypeCache | null;
   private readonly portals = new Map<number, Portal>();
   private readonly factories: Partial<Record<PortalKind, PortalFactory>>;
 
-  constructor(store: Store, bus: InvalidationBus, factories: Partial<Record<PortalKind, PortalFactory>> = {}) {
-    this.cards = store.capabilities.dataVersion ? new TypeCardCache(store.capabilities.dataVersion) : null;
+  constructor(store: Store, bus: InvalidationBus, factories: Partial<Record<PortalKind, PortalFactory>> = {}, options: { redis?: Redis | null } = {}) {
+    const { dataVersion } = store.capabilities;
+    this.cards = dataVersion ? new TypeCardCache(dataVersion) : options.redis ? new SharedTypeCache(new PortalTokens(options.redis, `smartproc:types-token:${store.schema ?? ''}:`)) : null;
     this.factories = { local: (record) => new LocalPortal(record, store, this.cards), ...factories };
     bus.onMessage((message) => {
-      if (message.type === 'key') return;
+      if (message.type === 'key' || message.type === 'session') return;
       this.cards?.clear();
       if (message.type === 'portal') this.portals.delete(message.id);
       else this.portals.clear();

@@ -2,7 +2,8 @@ import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
 import { LogThrottle, stderrLog } from '../log-throttle.js';
 import { failureOf } from './driver-errors.js';
-import { repositoriesOn, type Store } from './store.js';
+import { kyselyRunner, type Runner } from './repository.js';
+import { repositoriesOn, SingleStatementError, type Store } from './store.js';
 import type { Database } from './tables.js';
 
 // int8 (bigint) columns hold epoch milliseconds: well inside 2^53.
@@ -54,6 +55,7 @@ export function openPostgres(databaseUrl: string): Store {
   pool.on('connect', (client) => client.on('error', onLost));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const stats = { conflictRetries: 0 };
+  const pooled = kyselyRunner(db);
   const store: Store = {
     db,
     dialect: 'postgres',
@@ -61,7 +63,22 @@ export function openPostgres(databaseUrl: string): Store {
     describe,
     capabilities: { rowLocks: true, dataVersion: null },
     read: repositoriesOn(db, 'postgres'),
-    async write(work, committed) {
+    async write(work, committed, options) {
+      if (options?.singleStatement) {
+        // Autocommit on a pool connection: no BEGIN/COMMIT round trips, no lock held across round trips.
+        let statements = 0;
+        const run: Runner = (query, parameters) => {
+          if (++statements > 1) throw new SingleStatementError();
+          return pooled(query, parameters);
+        };
+        const value = await work({ repos: repositoriesOn(db, 'postgres', run), transactionNumber: null });
+        try {
+          committed?.(value);
+        } catch {
+          // as below
+        }
+        return value;
+      }
       for (let attempt = 1; ; attempt++) {
         try {
           const value = await db.transaction().execute((trx) => work({ repos: repositoriesOn(trx, 'postgres'), transactionNumber: null }));

@@ -8,6 +8,7 @@ import type { Runner } from './repository.js';
 import { AuditRepository } from './repositories/audit-repository.js';
 import { Bitrix24PortalsRepository } from './repositories/bitrix24-portals-repository.js';
 import { KeysRepository } from './repositories/keys-repository.js';
+import { OAuthFlowsRepository } from './repositories/oauth-flows-repository.js';
 import { PortalsRepository } from './repositories/portals-repository.js';
 import { SettingsRepository } from './repositories/settings-repository.js';
 import { TypesRepository } from './repositories/types-repository.js';
@@ -15,7 +16,8 @@ import type { Database, Db, Dialect } from './tables.js';
 import type { WriteBatch } from './write-batch.js';
 
 export type { StoreFailure } from './driver-errors.js';
-export type { AuditRepository, Bitrix24PortalsRepository, KeysRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { AuditRepository, Bitrix24PortalsRepository, KeysRepository, OAuthFlowsRepository, PortalsRepository, SettingsRepository, TypesRepository };
+export type { OAuthFlowRecord, OAuthFlowStatus } from './repositories/oauth-flows-repository.js';
 export type { Bitrix24PortalRow, Bitrix24PortalValues } from './repositories/bitrix24-portals-repository.js';
 /** Secrets at rest (AES-256-GCM): part of the store's public interface, for the layers that seal credentials. */
 export { loadSecretBox, SecretBox } from './secret-box.js';
@@ -30,6 +32,7 @@ export interface Repositories {
   bitrix24: Bitrix24PortalsRepository;
   /** The audit trail: `record` inside a write puts the entry in the change's own transaction. */
   audit: AuditRepository;
+  oauth: OAuthFlowsRepository;
 }
 
 /** One write, as `work` sees it: repositories bound to its transaction. */
@@ -37,6 +40,24 @@ export interface StoreTransaction {
   readonly repos: Repositories;
   /** SQLite: writes that see the same number share one transaction (and its write lock); null on PostgreSQL. */
   readonly transactionNumber: number | null;
+}
+
+export interface WriteOptions {
+  /**
+   * `work` runs exactly one statement. PostgreSQL runs it without BEGIN/COMMIT (one
+   * statement is atomic on its own): one round trip, and a row lock held only while the
+   * statement runs. A second statement fails the write (SingleStatementError) before it
+   * is sent. SQLite ignores it (its writes share the group-commit transaction).
+   */
+  singleStatement?: boolean;
+}
+
+/** A write declared `singleStatement` tried to run a second statement: it must run in a transaction (store.write without the option). */
+export class SingleStatementError extends Error {
+  constructor() {
+    super('A write declared singleStatement ran a second statement; run it in a transaction (store.write without singleStatement)');
+    this.name = 'SingleStatementError';
+  }
 }
 
 /** What the store can do, for the layers above it (they never ask which database it is). */
@@ -63,7 +84,7 @@ export interface Store {
    * conflict. `work` must use only the repositories it is given. `committed` runs right
    * after the COMMIT, before any other request (cache upkeep); its failure is ignored.
    */
-  write<T>(work: (tx: StoreTransaction) => Promise<T>, committed?: (value: T) => void): Promise<T>;
+  write<T>(work: (tx: StoreTransaction) => Promise<T>, committed?: (value: T) => void, options?: WriteOptions): Promise<T>;
   /** What a failure of the store means, or null when it is not the store's (driver-errors.ts). */
   failureOf(error: unknown): StoreFailure | null;
   /** Counters for tests and the fault suite: writes run again after a conflict (deadlock / serialization). */
@@ -85,6 +106,7 @@ class BoundRepositories implements Repositories {
   private settingsRepository?: SettingsRepository;
   private bitrix24Repository?: Bitrix24PortalsRepository;
   private auditRepository?: AuditRepository;
+  private oauthRepository?: OAuthFlowsRepository;
 
   constructor(private readonly db: Db, private readonly dialect: Dialect, private readonly runner?: Runner) {}
 
@@ -105,6 +127,9 @@ class BoundRepositories implements Repositories {
   }
   get audit() {
     return (this.auditRepository ??= new AuditRepository(this.db, this.dialect, this.runner));
+  }
+  get oauth() {
+    return (this.oauthRepository ??= new OAuthFlowsRepository(this.db, this.dialect, this.runner));
   }
 }
 

@@ -51,6 +51,7 @@ export interface ApiKeysTable {
   expires_at: number | null;
   requests_per_second: number | null;
   allowed_ips: string;
+  redirect_uris: string;
   user_id: number | null;
   created_by_key_id: string | null;
   created_at: number;
@@ -70,6 +71,9 @@ export interface SessionsTable {
   key_id: string;
   portal_id: number;
   user_id: number;
+  user_name: string | null;
+  user_email: string | null;
+  bitrix24_tokens: number;
   token_prefix: string;
   token_suffix: string;
   expires_at: number;
@@ -113,6 +117,34 @@ export interface AuditLogTable {
   changes: string;
 }
 
+/** One user authorization (migration 005): hashes of its secrets, never the secrets. */
+export interface OAuthFlowsTable {
+  id: string;
+  flow_hash: string;
+  key_id: string;
+  portal_id: number;
+  state: string;
+  redirect_uri: string | null;
+  status: string;
+  error_code: string | null;
+  user_id: number | null;
+  user_name: string | null;
+  user_email: string | null;
+  sealed_tokens: string | null;
+  code_hash: string | null;
+  expires_at: number;
+  created_at: number;
+}
+
+/** A session's Bitrix24 user tokens (migration 005), sealed with the SecretBox. */
+export interface Bitrix24UserTokensTable {
+  session_id: string;
+  portal_id: number;
+  sealed: string;
+  version: number;
+  updated_at: number;
+}
+
 export interface Database {
   portals: PortalsTable;
   smart_process_types: SmartProcessTypesTable;
@@ -123,6 +155,8 @@ export interface Database {
   settings: SettingsTable;
   bitrix24_portals: Bitrix24PortalsTable;
   audit_log: AuditLogTable;
+  oauth_flows: OAuthFlowsTable;
+  bitrix24_user_tokens: Bitrix24UserTokensTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -9,7 +9,7 @@ import {
 
 /** Contract §5, /v1/keys: list, create, get, patch, delete, rotate; no secret ever shown twice; no escalation. */
 
-const KEY_FIELDS = ['id', 'kind', 'name', 'portalId', 'keyPrefix', 'keySuffix', 'scopes', 'accessMode', 'expiresAt', 'requestsPerSecond', 'allowedIps', 'userId', 'createdByKeyId', 'createdAt', 'updatedAt'];
+const KEY_FIELDS = ['id', 'kind', 'name', 'portalId', 'keyPrefix', 'keySuffix', 'scopes', 'accessMode', 'expiresAt', 'requestsPerSecond', 'allowedIps', 'redirectUris', 'userId', 'createdByKeyId', 'createdAt', 'updatedAt'];
 const PREFIX = { personal: 'vibe_api_', application: 'vibe_app_', management: 'vibe_live_' } as const;
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 

@@ -177,7 +177,7 @@ describe('POST /v1/sessions', () => {
     const lifetime = Date.parse(data.expiresAt) - before;
     assert.ok(Math.abs(lifetime - 24 * 3600_000) < 5000, `24 h lifetime, got ${lifetime} ms`);
     const me = json(await send(t, 'GET', '/v1/me', { headers: appHeaders(app.secret, data.token) })).data;
-    assert.deepEqual(me.session, { id: data.id, expiresAt: data.expiresAt });
+    assert.deepEqual(me.session, { id: data.id, expiresAt: data.expiresAt, user: { id: 42, name: null, email: null } });
     const stored = await t.app.services.store.db.selectFrom('sessions').selectAll().where('id', '=', data.id).executeTakeFirstOrThrow();
     assert.ok(!JSON.stringify(stored).includes(data.token.slice('vibe_session_'.length)), 'only a hash is stored');
   });
@@ -304,7 +304,7 @@ describe('GET /v1/me', () => {
     assert.deepEqual(data.rateLimit, { requestsPerSecond: null });
     assert.deepEqual(data.allowedIps, []);
     assert.deepEqual(data.currentUser, { bitrixUserId: 77 });
-    assert.deepEqual(data.session, { id: session.data.id, expiresAt: session.data.expiresAt });
+    assert.deepEqual(data.session, { id: session.data.id, expiresAt: session.data.expiresAt, user: { id: 77, name: null, email: null } });
     assertRoutes(data.routes, [...PORTAL_READS, ...PORTAL_WRITES], [...KEY_ROUTES, ...PORTAL_ADMIN]);
   });
 

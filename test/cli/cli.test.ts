@@ -73,6 +73,17 @@ describe('the smartproc command', () => {
     }
   });
 
+  it('sets the redirectUris of an application key (user authorization), and clears them with ""', async () => {
+    const portal = JSON.parse(await cli('portals', 'create', '--name', 'CLI redirect portal', '--json'));
+    const created = JSON.parse(await cli('keys', 'create', '--kind', 'application', '--portal', String(portal.id), '--redirect-uris', 'https://app.example/cb,http://localhost:3001/cb', '--json'));
+    assert.deepEqual(created.redirectUris, ['https://app.example/cb', 'http://localhost:3001/cb']);
+    const updated = JSON.parse(await cli('keys', 'update', created.id, '--redirect-uris', 'https://app.example/other', '--json'));
+    assert.deepEqual(updated.redirectUris, ['https://app.example/other']);
+    assert.deepEqual(JSON.parse(await cli('keys', 'update', created.id, '--redirect-uris', '', '--json')).redirectUris, []);
+    await assert.rejects(cli('keys', 'update', created.id, '--redirect-uris', 'http://app.example/cb'), /redirectUris\[0\]/);
+    await cli('portals', 'delete', String(portal.id), '--force');
+  });
+
   it('says what is wrong, with exit code 1', async () => {
     await assert.rejects(cli('keys', 'create', '--portal', '999999', '--json'), (error: { code: number; stderr: string }) => {
       assert.equal(error.code, 1);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cardJson, listItemJson, presentCard, presentListItem, relationsOf, type TypeCard, type TypeRecord } from '../../src/domain/smart-process-type/card.js';
-import { FLAG_NAMES } from '../../src/domain/smart-process-type/fields.js';
+import { cardJson, listItemJson, listItemsJson, presentCard, presentListItem, relationsOf, type TypeCard, type TypeRecord } from '../../src/domain/smart-process-type/card.js';
+import { FLAG_NAMES, LIST_FIELD_NAMES } from '../../src/domain/smart-process-type/fields.js';
 
 const base: TypeRecord = {
   id: 7,
@@ -75,5 +75,20 @@ describe('the JSON of a type is written straight from the record, as presenting 
 
   it('is valid JSON whatever the title holds', () => {
     for (const record of records()) assert.equal(JSON.parse(listItemJson(record, 'UTC')).title, record.title);
+  });
+
+  it('a list page, whole or with a select: the same text as JSON.stringify of the presented items, the selected fields in the order named', () => {
+    const page = [...records()];
+    const selects: (string[] | null)[] = [null, ['id'], ['title', 'id'], ['createdTime', 'isStagesEnabled', 'code', 'isInitialized'], [...LIST_FIELD_NAMES].reverse()];
+    for (const select of selects) {
+      for (const timeZone of timeZones) {
+        const expected = page.map((record) => {
+          const item = presentListItem(record, timeZone) as Record<string, unknown>;
+          return select ? Object.fromEntries(select.map((name) => [name, item[name]])) : item;
+        });
+        assert.equal(listItemsJson(page, timeZone, select), JSON.stringify(expected));
+      }
+    }
+    assert.equal(listItemsJson([], 'UTC', null), '[]');
   });
 });

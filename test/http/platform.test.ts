@@ -52,7 +52,8 @@ describe('platform: envelope, request ids, routes, API document', () => {
       throw new Error('SELECT * FROM secret_table failed at /src/x.ts:1');
     };
     try {
-      const res = await t.call('GET', '/v1/smart-processes');
+      // A filtered list builds its statement anew (a plain list's is compiled once, and pages are kept): it reaches the broken store.
+      const res = await t.call('GET', '/v1/smart-processes?filter[title]=reaches-the-store-500');
       const error = expectError(res, 500, 'INTERNAL_ERROR');
       assert.doesNotMatch(error.message, /secret_table/);
     } finally {
@@ -67,7 +68,7 @@ describe('platform: envelope, request ids, routes, API document', () => {
       throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     };
     try {
-      const res = await t.call('GET', '/v1/smart-processes');
+      const res = await t.call('GET', '/v1/smart-processes?filter[title]=reaches-the-store-503');
       const error = expectError(res, 503, 'SERVICE_UNAVAILABLE');
       assert.equal(error.retryAfter, 1);
       assert.equal(res.headers['retry-after'], '1');

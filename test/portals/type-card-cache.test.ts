@@ -131,4 +131,35 @@ describe('cards of local portals cached in memory (SQLite)', run, () => {
       await close();
     }
   });
+
+  it('list pages: kept until a write of this process (every kind of write), and a change by another connection is seen within EXTERNAL_CHECK_MS', async () => {
+    const { call, store, other, close } = await cacheFixture({ file: true });
+    try {
+      let listReads = 0;
+      const list = store.read.types.list.bind(store.read.types);
+      store.read.types.list = (...args) => (listReads++, list(...args));
+      const titles = async (query = '') => (await call('GET', `/v1/smart-processes?limit=50${query}`)).json().data.map((t: { title: string }) => t.title);
+      await call('POST', '/v1/smart-processes', { title: 'One', entityTypeId: 1090 });
+      assert.deepEqual(await titles(), ['One']);
+      assert.deepEqual(await titles(), ['One']);
+      assert.equal(listReads, 1, 'the second list came from the cache');
+      assert.deepEqual(await titles('&select=title'), ['One'], 'another select is another page');
+      assert.equal(listReads, 2);
+
+      await call('POST', '/v1/smart-processes', { title: 'Two', entityTypeId: 1092 });
+      assert.deepEqual(await titles(), ['One', 'Two'], 'after a create');
+      await call('PATCH', '/v1/smart-processes/1090', { title: 'One bis' });
+      assert.deepEqual(await titles(), ['One bis', 'Two'], 'after a PATCH (which keeps the other cards)');
+      assert.deepEqual(await titles('&select=title'), ['One bis', 'Two']);
+      await call('PATCH', '/v1/smart-processes/1092', { relations: { parent: [{ entityTypeId: 1090 }] } });
+      await call('DELETE' as 'GET', '/v1/smart-processes/1092');
+      assert.deepEqual(await titles(), ['One bis'], 'after a delete');
+
+      other.prepare('UPDATE smart_process_types SET title = ?, title_lower = ? WHERE entity_type_id = 1090').run('Elsewhere', 'elsewhere');
+      await pause();
+      assert.deepEqual(await titles(), ['Elsewhere']);
+    } finally {
+      await close();
+    }
+  });
 });

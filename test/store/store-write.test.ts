@@ -24,7 +24,7 @@ describe(`store.write (${TEST_DIALECT})`, () => {
 
   const key = (id: string, portal: number | null = portalId): KeyRecord => ({
     id, kind: 'personal', portalId: portal, name: id, keyPrefix: 'vibe_api_abcd', keySuffix: 'wxyz', scopes: ['crm'], accessMode: 'READWRITE',
-    expiresAt: null, requestsPerSecond: null, allowedIps: [], userId: 1, createdByKeyId: null, createdAt: 1, updatedAt: 1,
+    expiresAt: null, requestsPerSecond: null, allowedIps: [], redirectUris: [], userId: 1, createdByKeyId: null, createdAt: 1, updatedAt: 1,
   });
 
   it('a write that fails half-way leaves nothing behind', async () => {

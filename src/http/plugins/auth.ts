@@ -20,7 +20,9 @@ declare module 'fastify' {
 export function portalOf(request: FastifyRequest, registry: PortalRegistry): Portal {
   const portal = request.principal?.portal;
   if (!portal) throw new ApiError('INTERNAL_ERROR', 'portal route without a portal key');
-  return registry.portalFor(portal);
+  const found = registry.portalFor(portal);
+  const session = request.principal?.session;
+  return session?.bitrix24Tokens && found.forSession ? found.forSession(session) : found;
 }
 
 /**

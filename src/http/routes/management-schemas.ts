@@ -5,6 +5,7 @@ import { Int32, Nullable, SafeText } from '../../domain/input-rules.js';
 
 const Scopes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100, description: 'Bitrix24 scopes (crm, task, user, ...) for portal keys; vibe:mgmt:keys / vibe:mgmt:portals for management keys' });
 const AllowedIps = Type.Array(Type.String({ maxLength: 64 }), { maxItems: 200, description: 'IPv4/IPv6 addresses and CIDRs; empty = any' });
+const RedirectUris = Type.Array(Type.String({ maxLength: 2000 }), { maxItems: 20, description: 'application keys: where user authorization (GET /v1/oauth/authorize?redirect_uri=) may return; https:// (http:// only for localhost), matched exactly' });
 const AccessModeSchema = Type.Enum(ACCESS_MODES);
 export const KeyKindSchema = (options = {}) => Type.Enum(KEY_KINDS, options);
 const PortalKindSchema = (options = {}) => Type.Enum(PORTAL_KINDS, options);
@@ -22,6 +23,7 @@ export const KeySchema = Type.Object({
   expiresAt: Nullable(Type.String({ format: 'date-time' })),
   requestsPerSecond: Nullable(Type.Integer()),
   allowedIps: Type.Array(Type.String()),
+  redirectUris: Type.Array(Type.String()),
   userId: Nullable(Type.Integer()),
   createdByKeyId: Nullable(Type.String()),
   createdAt: Type.String({ format: 'date-time' }),
@@ -43,6 +45,7 @@ export const CreateKeyBodySchema = Type.Object({
   expiresAt: Type.Optional(Nullable(Type.String({ description: 'ISO 8601; null = never' }))),
   requestsPerSecond: Type.Optional(Rps),
   allowedIps: Type.Optional(AllowedIps),
+  redirectUris: Type.Optional(RedirectUris),
   userId: Type.Optional(Nullable(Int32({ minimum: 1, description: 'the portal user a personal key acts as (default 1)' }))),
 }, { additionalProperties: false });
 
@@ -53,6 +56,7 @@ export const UpdateKeyBodySchema = Type.Object({
   expiresAt: Type.Optional(Nullable(Type.String())),
   requestsPerSecond: Type.Optional(Rps),
   allowedIps: Type.Optional(AllowedIps),
+  redirectUris: Type.Optional(RedirectUris),
   userId: Type.Optional(Nullable(Int32({ minimum: 1 }))),
 }, { additionalProperties: false });
 
@@ -111,6 +115,8 @@ export const UpdatePortalBodySchema = Type.Object({
 export const CreateSessionBodySchema = Type.Object({
   keyId: Type.String({ description: 'id of an application key (vibe_app_) of a local portal' }),
   userId: Int32({ minimum: 1, description: 'the portal user the session acts as' }),
+  name: Type.Optional(Nullable(Type.String({ maxLength: 200, description: "the user's name, shown by /v1/me" }))),
+  email: Type.Optional(Nullable(Type.String({ maxLength: 254, description: "the user's e-mail, shown by /v1/me" }))),
 }, { additionalProperties: false });
 
 export const SessionSchema = Type.Object({

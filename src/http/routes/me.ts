@@ -26,7 +26,11 @@ const MeSchema = Type.Object({
   rateLimit: Type.Object({ requestsPerSecond: Nullable(Type.Integer()) }),
   allowedIps: Type.Array(Type.String()),
   currentUser: Nullable(Type.Object({ bitrixUserId: Type.Integer() })),
-  session: Nullable(Type.Object({ id: Type.String(), expiresAt: Type.String({ format: 'date-time' }) })),
+  session: Nullable(Type.Object({
+    id: Type.String(),
+    expiresAt: Type.String({ format: 'date-time' }),
+    user: Type.Object({ id: Type.Integer(), name: Nullable(Type.String()), email: Nullable(Type.String()) }, { description: 'the user the session acts as (user authorization: as the consent page or Bitrix24 user.current gave it)' }),
+  })),
   routes: Type.Array(Type.Object({ method: Type.String(), path: Type.String() })),
 });
 
@@ -53,7 +57,7 @@ const meRoutes: FastifyPluginAsyncTypebox<{ catalog: CatalogRoute[] }> = async (
         rateLimit: { requestsPerSecond: key.requestsPerSecond },
         allowedIps: key.allowedIps,
         currentUser: userId === null ? null : { bitrixUserId: userId },
-        session: session ? { id: session.id, expiresAt: isoTime(session.expiresAt)! } : null,
+        session: session ? { id: session.id, expiresAt: isoTime(session.expiresAt)!, user: { id: session.userId, name: session.userName, email: session.userEmail } } : null,
         routes: options.catalog.filter((r) => app.services.access.mayCall(principal, r.access)).map(({ method, path }) => ({ method, path })),
       },
     };

@@ -29,7 +29,7 @@ import type { Redis } from 'ioredis';
 import type { InvalidationBus } from '../../access/invalidation.js';
 import type { WarnLog } from '../../log-throttle.js';
 import type { ListQuery } from '../../domain/list-query.js';
-import type { PortalRecord } from '../../domain/records.js';
+import type { PortalRecord, SessionRecord } from '../../domain/records.js';
 import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
 import type { Changes } from '../../domain/audit.js';
 import { edgeChanges, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
@@ -66,11 +66,12 @@ import {
   unwritableFlagChanges,
   unwritableFlagsError,
 } from './native-mapping.js';
-import { NeedsAuthorizationError, RedisRefreshLock, TokenManager } from './oauth.js';
+import { NeedsAuthorizationError, OAuthError, RedisRefreshLock, TokenManager } from './oauth.js';
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
 import type { RelationsChange } from '../../domain/smart-process-type/relations.js';
-import { Bitrix24Error, MAX_BATCH_COMMANDS, type BatchCommand, type BatchResult, type Bitrix24RestClient, type CallResult } from './rest-client.js';
+import { Bitrix24Error, Bitrix24RestClient, MAX_BATCH_COMMANDS, type BatchCommand, type BatchResult, type CallResult } from './rest-client.js';
 import { RedisWriteLock } from './write-lock.js';
+import { UserTokenStore } from './user-authorization.js';
 
 export interface Bitrix24PortalDeps {
   store: Store;
@@ -205,13 +206,43 @@ const writeLocks = new WeakMap<Bitrix24PortalDeps, RedisWriteLock>();
 /** The token managers of a server (its deps object), by portal id and credential identity: one per credential per process. */
 const tokenManagers = new WeakMap<Bitrix24PortalDeps, Map<string, TokenManager>>();
 
+/** The user a session's calls run as, with the user's own tokens (user authorization, issue 10). */
+export interface SessionUserAuth {
+  sessionId: string;
+  userId: number;
+}
+
+/** Token managers of sessions' user tokens kept per process (the oldest are dropped first; a dropped one is rebuilt from the store). */
+const MAX_SESSION_TOKEN_MANAGERS = 10_000;
+
+/** A revoked session's token manager is dropped (the session's row is gone; its tokens must not stay in memory). */
+export function forgetSessionTokens(deps: Bitrix24PortalDeps, sessionId: string): void {
+  tokenManagers.get(deps)?.delete(`session:${sessionId}`);
+}
+
+/** User views kept per portal object (it is rebuilt on every change of the portal): at most this many. */
+const MAX_USER_VIEWS = 1000;
+
 export class Bitrix24Portal implements Portal {
   readonly types: Bitrix24Types;
   /** Set when this object learned that the refresh token died. */
   needsAuthorization = false;
+  private readonly userViews = new Map<string, Bitrix24Portal>();
 
-  constructor(readonly record: PortalRecord, deps: Bitrix24PortalDeps) {
-    this.types = new Bitrix24Types(this, deps);
+  constructor(readonly record: PortalRecord, private readonly deps: Bitrix24PortalDeps, readonly user: SessionUserAuth | null = null) {
+    this.types = new Bitrix24Types(this, deps, user);
+  }
+
+  /** Calls of a session with the user's own Bitrix24 tokens run with them (and past the portal's cache: the user's rights apply). */
+  forSession(session: SessionRecord): Portal {
+    if (!session.bitrix24Tokens || this.user) return this;
+    let view = this.userViews.get(session.id);
+    if (!view) {
+      if (this.userViews.size >= MAX_USER_VIEWS) this.userViews.delete(this.userViews.keys().next().value!);
+      view = new Bitrix24Portal(this.record, this.deps, { sessionId: session.id, userId: session.userId });
+      this.userViews.set(session.id, view);
+    }
+    return view;
   }
 
   readiness(): Readiness {
@@ -235,16 +266,43 @@ export class Bitrix24Types implements SmartProcessTypes {
   private readonly cache: PortalCache;
   private connection: Promise<Connection> | null = null;
 
-  constructor(private readonly portal: Bitrix24Portal, private readonly deps: Bitrix24PortalDeps) {
+  constructor(private readonly portal: Bitrix24Portal, private readonly deps: Bitrix24PortalDeps, private readonly user: SessionUserAuth | null = null) {
     this.record = portal.record;
     this.budget = deps.budgets.get(budgetNameOf(this.record), this.record.bitrix24?.limits ?? DEFAULT_BUDGET_LIMITS);
-    this.cache = new PortalCache(deps.cacheTtlMs);
+    // A user's view reads through to the portal every time: Bitrix24 applies that user's rights.
+    this.cache = new PortalCache(user ? 0 : deps.cacheTtlMs);
+  }
+
+  /** A session's connection: the user's own tokens (bitrix24_user_tokens), refreshed single-flight like the portal's. */
+  private async connectUser(user: SessionUserAuth): Promise<Connection> {
+    const { store, box, redis } = this.deps;
+    let managers = tokenManagers.get(this.deps);
+    if (!managers) tokenManagers.set(this.deps, (managers = new Map()));
+    const key = `session:${user.sessionId}`;
+    let tokens = managers.get(key);
+    if (!tokens) {
+      // Sessions come and go (24 h): keep the managers of the most recent ones only.
+      if (managers.size >= MAX_SESSION_TOKEN_MANAGERS) {
+        const oldest = [...managers.keys()].find((k) => k.startsWith('session:'));
+        if (oldest) managers.delete(oldest);
+      }
+      tokens = new TokenManager({
+        store: new UserTokenStore(store, box(), user.sessionId),
+        lock: redis ? new RedisRefreshLock(redis) : null,
+        lockName: `${budgetNameOf(this.record)}:session:${user.sessionId}`,
+      });
+      managers.set(key, tokens);
+    }
+    // Refreshes go to the token URL the user's credential carries (the portal application's).
+    const credential = await tokens.current();
+    return { client: Bitrix24RestClient.oauth(credential.clientEndpoint, { timeoutMs: this.deps.callTimeoutMs }), tokens };
   }
 
   // ------------------------------------------------------------------ transport
 
   private connect(): Promise<Connection> {
     this.connection ??= (async () => {
+      if (this.user) return this.connectUser(this.user);
       const { store, box, redis } = this.deps;
       const row = await store.read.bitrix24.get(this.record.id);
       if (!row) throw new ApiError('TOKEN_MISSING', 'The API key has no configured tokens', { hint: 'PATCH /v1/portals/:id with webhookUrl or oauth.' });
@@ -313,7 +371,7 @@ export class Bitrix24Types implements SmartProcessTypes {
       try {
         return await once();
       } catch (error) {
-        if (error instanceof NeedsAuthorizationError) this.portal.needsAuthorization = true;
+        if (error instanceof NeedsAuthorizationError && !this.user) this.portal.needsAuthorization = true;
         if (!(error instanceof Bitrix24Error) || attempt >= MAX_TRIES) throw error;
         const again = retry === 'never' ? NOT_SENT.has(error.kind) : RETRYABLE.has(error.kind);
         if (!again) throw error;
@@ -325,6 +383,12 @@ export class Bitrix24Types implements SmartProcessTypes {
   }
 
   private fail(error: unknown, context: { entityTypeId?: number; write?: boolean } = {}): unknown {
+    if (this.user && isUserAuthorizationFailure(error)) {
+      const what = error instanceof Bitrix24Error ? `Bitrix24 ${error.method} answered ${String(error.code)}` : `the authorization server answered ${(error as OAuthError).code}`;
+      return new ApiError('TOKEN_EXPIRED', `Bitrix24 no longer accepts the authorization of user ${this.user.userId} behind this session (${what})`, {
+        hint: 'The user must authorize the application again: GET /v1/oauth/authorize?app_key=...&state=..., then use the new session.',
+      });
+    }
     if (error instanceof NativeShapeError) {
       return new ApiError('BITRIX_UNAVAILABLE', `The portal answered in an unexpected shape (${error.message})${context.write ? '; the write may or may not have happened' : ''}`, { hint: context.write ? 'Check the current state (GET) before retrying the write.' : 'Retry shortly.' });
     }
@@ -779,6 +843,12 @@ export class Bitrix24Types implements SmartProcessTypes {
       throw this.fail(error, { entityTypeId, write: true });
     }
   }
+}
+
+/** The user's token was refused, could not be renewed, or its refresh token died. */
+function isUserAuthorizationFailure(error: unknown): boolean {
+  if (error instanceof Bitrix24Error) return error.kind === 'invalid_credentials' || error.kind === 'expired_token';
+  return error instanceof OAuthError && error.kind !== 'unavailable';
 }
 
 function inMemory(all: readonly TypeRecord[], query: ListQuery): { records: TypeRecord[]; total: number } {

@@ -7,7 +7,7 @@ import type { AuditRepository, PortalsRepository, Store, TypesRepository } from 
 import type { AuditContext, Changes } from '../../domain/audit.js';
 import { edgeChanges, otherEndsChanged, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
 import { checkIfMatch, type Actor, type Portal, type Readiness, type SmartProcessTypes, type WriteOptions } from '../portal.js';
-import type { TypeCardCache } from './type-card-cache.js';
+import { pageKey, TypeCardCache, type TypeCache, type TypePage } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -71,8 +71,8 @@ const READY: Readiness = { ready: true };
 export class LocalPortal implements Portal {
   readonly types: LocalTypes;
 
-  constructor(readonly record: PortalRecord, store: Store, cards: TypeCardCache | null = null) {
-    this.types = new LocalTypes(record, store, cards);
+  constructor(readonly record: PortalRecord, store: Store, cache: TypeCache | null = null) {
+    this.types = new LocalTypes(record, store, cache);
   }
 
   readiness(): Readiness {
@@ -82,7 +82,13 @@ export class LocalPortal implements Portal {
 
 /** The smart process types of a local portal, kept in smartproc's own store. */
 export class LocalTypes implements SmartProcessTypes {
-  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cards: TypeCardCache | null = null) {}
+  /** SQLite: the same cache, which writes also use (cards they produced, provably current cards). */
+  private readonly cards: TypeCardCache | null;
+
+  /** `cache`: cards and list pages kept in memory (docs/architecture.md, "Caches"); null: every read goes to the store. */
+  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cache: TypeCache | null = null) {
+    this.cards = cache instanceof TypeCardCache ? cache : null;
+  }
 
 
   /**
@@ -99,7 +105,7 @@ export class LocalTypes implements SmartProcessTypes {
     const cards = this.cards;
     for (let round = 1; ; round++) {
       try {
-        return await this.store.write(
+        const result = await this.store.write(
           async ({ repos, transactionNumber }) => {
             if (!keep) cards?.clear();
             const result = await work({ types: repos.types, portals: repos.portals, audit: repos.audit, transactionNumber });
@@ -114,8 +120,11 @@ export class LocalTypes implements SmartProcessTypes {
             else cards?.clear();
           },
         );
+        // PostgreSQL: before the answer, no instance may serve what this write changed.
+        if (this.cache?.settle) await this.cache.settle(this.record.id, performance.now());
+        return result;
       } catch (error) {
-        cards?.clear();
+        this.cache?.clear();
         if (!(error instanceof LockOrderRestart)) throw error;
         if (round >= MAX_LOCK_ROUNDS) throw new ApiError('SERVICE_UNAVAILABLE', 'The relations of this type kept changing while this write waited for them; try again', { retryAfter: 1 });
         relationLockStats.restarts++;
@@ -124,8 +133,20 @@ export class LocalTypes implements SmartProcessTypes {
     }
   }
 
-  list(query: ListQuery) {
-    return this.store.read.types.list(this.record.id, query);
+  /** A page of the list; a kept page is the same object for as long as it is current (the route renders it once). */
+  async list(query: ListQuery): Promise<TypePage> {
+    const cache = this.cache;
+    const portalId = this.record.id;
+    if (!cache) return this.store.read.types.list(portalId, query);
+    const taken = cache.ticket(portalId);
+    const ticket = taken instanceof Promise ? await taken : taken;
+    if (!ticket) return this.store.read.types.list(portalId, query);
+    const key = pageKey(query);
+    const kept = cache.page(ticket, portalId, key);
+    if (kept) return kept;
+    const page = await this.store.read.types.list(portalId, query);
+    cache.keepPage(ticket, portalId, key, page);
+    return page;
   }
 
   async has(entityTypeId: number) {
@@ -133,14 +154,23 @@ export class LocalTypes implements SmartProcessTypes {
   }
 
   async get(entityTypeId: number): Promise<TypeCard | null> {
-    const { card: cached, generation } = this.cards?.lookup(this.record.id, entityTypeId) ?? { generation: 0 };
-    if (cached) return cached;
+    const cache = this.cache;
+    const portalId = this.record.id;
+    if (!cache) return this.readCard(entityTypeId);
+    const taken = cache.ticket(portalId);
+    const ticket = taken instanceof Promise ? await taken : taken;
+    if (!ticket) return this.readCard(entityTypeId);
+    const kept = cache.card(ticket, portalId, entityTypeId);
+    if (kept) return kept;
+    const card = await this.readCard(entityTypeId);
+    if (card) cache.keepCard(ticket, portalId, entityTypeId, card);
+    return card;
+  }
+
+  private async readCard(entityTypeId: number): Promise<TypeCard | null> {
     const types = this.store.read.types;
     const [record, edges] = await Promise.all([types.get(this.record.id, entityTypeId), types.edgesOf(this.record.id, entityTypeId)]);
-    if (!record) return null;
-    const card = { record, relations: relationsOf(record, edges) };
-    this.cards?.set(this.record.id, entityTypeId, card, generation);
-    return card;
+    return record && { record, relations: relationsOf(record, edges) };
   }
 
   async create(draft: TypeDraft, actor: Actor): Promise<TypeCard> {
@@ -216,6 +246,41 @@ export class LocalTypes implements SmartProcessTypes {
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
     // Types seen at the other end of this type's edges, kept across runs of the transaction (LockOrderRestart).
     const seen = new Set<number>();
+    // PostgreSQL with the shared cache: a PATCH of the type's own fields starts from its card as of this request
+    // (the one its existence check found, else read now; the write checks its version).
+    const start = this.cache?.settle && !patch.relations && patch.code === undefined ? (options.seen ?? (await this.get(entityTypeId))) : null;
+    if (start) {
+      assertVersion(start.record, options);
+      const next = applyPatch(start.record, patch);
+      if (!scalarChanged(start.record, next)) return start;
+      // One statement, without a transaction around it: written only if the row is still at the card's version,
+      // its audit entry with it (the before values are the card's: the row is written only at that version).
+      const entry = { at: Date.now(), portalId, resource: 'type' as const, resourceId: String(entityTypeId), action: 'update' as const, context: actor.audit, changes: recordChanges(start.record, next) };
+      const written = await this.store.write(
+        ({ repos }) =>
+          repos.types.updateIfVersion(
+            portalId,
+            entityTypeId,
+            start.record.version,
+            {
+              title: patch.title ?? null,
+              flagsMask: patch.flags?.mask ?? 0,
+              flagsValues: patch.flags?.values ?? 0,
+              linkedUserFields: patch.linkedUserFields ?? null,
+              updatedBy: actor.userId,
+              updatedTime: nowSeconds(),
+            },
+            entry,
+          ),
+        undefined,
+        { singleStatement: true },
+      );
+      if (written) {
+        await this.cache!.settle!(portalId, performance.now());
+        return { record: written, relations: relationsOf(written, storedEdgesOf(start)) };
+      }
+      // Not at that version any more (changed or deleted meanwhile): the full path below.
+    }
     try {
       return await this.transaction(async (scope) => {
         const { types } = scope;
@@ -225,17 +290,12 @@ export class LocalTypes implements SmartProcessTypes {
         if (!stored) throw typeNotFound(entityTypeId);
         const { record: current, edges } = stored;
         assertVersion(current, options);
-        const next: TypeRecord = { ...current };
-        if (patch.title !== undefined) next.title = patch.title;
-        if (patch.code !== undefined) next.code = patch.code;
-        if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
-        if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
+        const next = applyPatch(current, patch);
         if (next.code !== null && next.code !== current.code) await this.assertCodeFree(types, next.code, entityTypeId);
 
         const relations = patch.relations ? checkRelations(patch.relations, next.flags, entityTypeId, forEdges!.existing) : {};
         const changedSides = (['parent', 'child'] as const).filter((side) => relations[side] && !sameSide(edges, side, entityTypeId, relations[side]!));
-        const scalarChanged = next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
-        if (!scalarChanged && changedSides.length === 0) return { record: current, relations: relationsOf(current, edges) };
+        if (!scalarChanged(current, next) && changedSides.length === 0) return { record: current, relations: relationsOf(current, edges) };
 
         next.updatedBy = actor.userId;
         next.updatedTime = nowSeconds();
@@ -379,6 +439,21 @@ function edgesAfter(edges: readonly Edge[], self: number, relations: RelationsCh
   for (const r of relations.child ?? []) kept.push({ parent: self, child: r.entityTypeId, isChildrenListEnabled: r.isChildrenListEnabled });
   return kept;
 }
+
+/** The record with a PATCH's own fields applied (relations aside). */
+function applyPatch(current: TypeRecord, patch: TypePatch): TypeRecord {
+  const next: TypeRecord = { ...current };
+  if (patch.title !== undefined) next.title = patch.title;
+  if (patch.code !== undefined) next.code = patch.code;
+  if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
+  if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
+  return next;
+}
+
+function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
+  return next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
+}
+
 
 function assertVersion(current: TypeRecord, options: WriteOptions): void {
   checkIfMatch(options, current.version);

@@ -4,6 +4,7 @@ import { initial } from './001-initial.js';
 import { orphanEdges } from './002-orphan-edges.js';
 import { bitrix24Portals } from './003-bitrix24-portals.js';
 import { auditLog } from './004-audit-log.js';
+import { userAuthorization } from './005-user-authorization.js';
 
 /** Numbered migrations, applied in order on start. Never edit one that has shipped: add the next. */
 function migrations(store: Store): Record<string, Migration> {
@@ -12,6 +13,7 @@ function migrations(store: Store): Record<string, Migration> {
     '002-orphan-edges': orphanEdges,
     '003-bitrix24-portals': bitrix24Portals(store.dialect),
     '004-audit-log': auditLog(store.dialect),
+    '005-user-authorization': userAuthorization,
   };
 }
 

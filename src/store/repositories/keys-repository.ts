@@ -15,6 +15,7 @@ function toKey(row: ApiKeysTable): KeyRecord {
     expiresAt: row.expires_at === null ? null : Number(row.expires_at),
     requestsPerSecond: row.requests_per_second,
     allowedIps: JSON.parse(row.allowed_ips),
+    redirectUris: JSON.parse(row.redirect_uris ?? '[]'),
     userId: row.user_id,
     createdByKeyId: row.created_by_key_id,
     createdAt: Number(row.created_at),
@@ -35,6 +36,7 @@ function toRow(key: KeyRecord): ApiKeysTable {
     expires_at: key.expiresAt,
     requests_per_second: key.requestsPerSecond,
     allowed_ips: JSON.stringify(key.allowedIps),
+    redirect_uris: JSON.stringify(key.redirectUris),
     user_id: key.userId,
     created_by_key_id: key.createdByKeyId,
     created_at: key.createdAt,
@@ -124,6 +126,9 @@ export class KeysRepository extends Repository {
         key_id: session.keyId,
         portal_id: session.portalId,
         user_id: session.userId,
+        user_name: session.userName,
+        user_email: session.userEmail,
+        bitrix24_tokens: session.bitrix24Tokens ? 1 : 0,
         token_prefix: session.tokenPrefix,
         token_suffix: session.tokenSuffix,
         expires_at: session.expiresAt,
@@ -131,6 +136,12 @@ export class KeysRepository extends Repository {
       }),
     );
     await this.rows(this.db.deleteFrom('sessions').where('expires_at', '<', session.createdAt - 86_400_000));
+  }
+
+  /** Ends a session by its token's hash at once (its Bitrix24 user tokens go with it); the session, or null when there was none. */
+  async deleteSessionByHash(hash: string): Promise<SessionRecord | null> {
+    const [row] = await this.rows<SessionsTable>(this.db.deleteFrom('sessions').where('hash', '=', hash).returningAll());
+    return row ? toSession(row) : null;
   }
 
   async findSession(hash: string): Promise<SessionRecord | null> {
@@ -151,6 +162,9 @@ function toSession(row: SessionsTable): SessionRecord {
     keyId: row.key_id,
     portalId: row.portal_id,
     userId: row.user_id,
+    userName: row.user_name ?? null,
+    userEmail: row.user_email ?? null,
+    bitrix24Tokens: Number(row.bitrix24_tokens ?? 0) !== 0,
     tokenPrefix: row.token_prefix,
     tokenSuffix: row.token_suffix,
     expiresAt: Number(row.expires_at),

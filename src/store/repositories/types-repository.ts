@@ -1,3 +1,4 @@
+import type { AuditEntryInput } from '../../domain/audit.js';
 import { sql, type CompiledQuery, type Compilable, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
 import type { Edge, TypeRecord } from '../../domain/smart-process-type/card.js';
 import type { Condition, ListQuery } from '../../domain/list-query.js';
@@ -190,19 +191,38 @@ export class TypesRepository extends Repository {
     return rows.map((r) => ({ parent: r.parent_entity_type_id, child: r.child_entity_type_id, isChildrenListEnabled: r.is_children_list_enabled !== 0 }));
   }
 
+  /**
+   * A page of a list, and the total. The page is read with one row more than asked: when
+   * it does not come back, the page is the last one and the total follows from it, without
+   * a count query (a list of one page, the common case, is one statement). A list without
+   * filter or sort runs a statement compiled once.
+   */
   async list(portalId: number, query: ListQuery): Promise<{ records: TypeRecord[]; total: number }> {
-    const filtered = this.db
-      .selectFrom('smart_process_types')
-      .where('portal_id', '=', portalId)
-      .where((eb) => eb.and(query.conditions.map((c) => conditionExpression(eb, c))));
-    let page = filtered.select(RECORD_COLUMNS);
-    for (const key of query.sort) {
-      const expression = key.field in COLUMN ? sql.ref(COLUMN[key.field]) : key.field === 'isInitialized' ? sql.lit(1) : flagExpression(key.field as FlagName);
-      page = page.orderBy(expression, key.direction);
+    const filtered = () =>
+      this.db
+        .selectFrom('smart_process_types')
+        .where('portal_id', '=', portalId)
+        .where((eb) => eb.and(query.conditions.map((c) => conditionExpression(eb, c))));
+    let rows: Row[];
+    if (!query.conditions.length && !query.sort.length) {
+      rows = await this.run<Row>('list-plain', () => this.db.selectFrom('smart_process_types').select(RECORD_COLUMNS).where('portal_id', '=', 0).orderBy('id', 'asc').limit(0).offset(0), [portalId, query.limit + 1, query.offset]);
+    } else {
+      let page = filtered().select(RECORD_COLUMNS);
+      for (const key of query.sort) {
+        const expression = key.field in COLUMN ? sql.ref(COLUMN[key.field]) : key.field === 'isInitialized' ? sql.lit(1) : flagExpression(key.field as FlagName);
+        page = page.orderBy(expression, key.direction);
+      }
+      rows = await this.rows<Row>(page.orderBy('id', 'asc').limit(query.limit + 1).offset(query.offset));
     }
-    page = page.orderBy('id', 'asc').limit(query.limit).offset(query.offset);
-    const [rows, [count]] = await Promise.all([this.rows<Row>(page), this.rows<{ total: number }>(filtered.select((eb) => eb.fn.countAll<number>().as('total')))]);
-    return { records: rows.map(toRecord), total: Number(count.total) };
+    const more = rows.length > query.limit;
+    if (more) rows.length = query.limit;
+    let total = query.offset + rows.length;
+    // More rows after the page, or a page past the end (the total may be below the offset): count them.
+    if (more || (rows.length === 0 && query.offset > 0)) {
+      const [count] = await this.rows<{ total: number }>(filtered().select((eb) => eb.fn.countAll<number>().as('total')));
+      total = Number(count.total);
+    }
+    return { records: rows.map(toRecord), total };
   }
 
   async insert(portalId: number, record: TypeRecord): Promise<void> {
@@ -222,6 +242,43 @@ export class TypesRepository extends Repository {
       // In the order of the columns above.
       [r.title, r.title.toLowerCase(), r.code, r.updatedBy, r.updatedTime, r.customSectionId, r.flags, r.linkedUserFields, r.version, portalId, r.entityTypeId],
     );
+  }
+
+  /**
+   * A PATCH of a type's own fields (no relations, no code) in one statement, written only
+   * if the row is still at `version`: the title when given, the flag bits named in the mask,
+   * linkedUserFields when given; the version moves on. Fields the PATCH does not name keep
+   * what the row holds. The row as written, or null when it was not at `version` (changed
+   * or deleted meanwhile).
+   */
+  async updateIfVersion(
+    portalId: number,
+    entityTypeId: number,
+    version: number,
+    change: { title: string | null; flagsMask: number; flagsValues: number; linkedUserFields: number | null; updatedBy: number; updatedTime: number },
+    entry?: AuditEntryInput,
+  ): Promise<TypeRecord | null> {
+    const p = (n: number) => sql.raw(this.dialect === 'postgres' ? `$${n}` : '?');
+    const cast = this.dialect === 'postgres' ? sql.raw('::integer') : sql.raw('');
+    const params: unknown[] = [change.title, change.title === null ? null : change.title.toLowerCase(), change.flagsMask, change.flagsValues, change.linkedUserFields, change.updatedBy, change.updatedTime, portalId, entityTypeId, version];
+    const update = sql`update smart_process_types set title = coalesce(${p(1)}, title), title_lower = coalesce(${p(2)}, title_lower), flags = (flags & ~(${p(3)}${cast})) | ${p(4)}${cast}, linked_user_fields = coalesce(${p(5)}${cast}, linked_user_fields), updated_by = ${p(6)}, updated_time = ${p(7)}, version = version + 1 where portal_id = ${p(8)} and entity_type_id = ${p(9)} and version = ${p(10)} returning ${sql.join(RECORD_COLUMNS.map((c) => sql.ref(c)))}`;
+    if (!entry) {
+      const rows = await this.run<Row>('update-if-version', () => ({ compile: () => update.compile(this.db) }), params);
+      return rows.length ? toRecord(rows[0]) : null;
+    }
+    // The change's audit entry in the same statement (PostgreSQL: a data-modifying CTE), written only when the row was.
+    if (this.dialect !== 'postgres') throw new Error('updateIfVersion with an audit entry is a PostgreSQL statement');
+    const c = entry.context;
+    params.push(entry.at, entry.portalId, entry.resource, entry.resourceId, entry.action, c.actor, c.keyId, c.keyKind, c.userId, c.requestId, c.clientIp, JSON.stringify(entry.changes));
+    const rows = await this.run<Row>(
+      'update-if-version-audited',
+      () => ({
+        compile: () =>
+          sql`with u as (${update}), a as (insert into audit_log (at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes) select ${p(11)}::bigint, ${p(12)}::integer, ${p(13)}::text, ${p(14)}::text, ${p(15)}::text, ${p(16)}::text, ${p(17)}::text, ${p(18)}::text, ${p(19)}::integer, ${p(20)}::text, ${p(21)}::text, ${p(22)}::text from u) select * from u`.compile(this.db),
+      }),
+      params,
+    );
+    return rows.length ? toRecord(rows[0]) : null;
   }
 
   /**

@@ -304,6 +304,7 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
   const refreshTokens = new Map<string, RefreshToken>();
   const authCodes = new Map<string, AuthCode>();
   let tokenSeq = 0;
+  const issuedTo: { tokenId: number; userId: number; grant: 'authorization_code' | 'refresh_token' | 'issued' }[] = [];
   const oauthState = { authorizingUserId: 1, paymentRequired: false, installed: true, allowedUserIds: null as number[] | null };
 
   const calls: CallRecord[] = [];
@@ -847,8 +848,9 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
 
   // ---------- OAuth (settings/oauth/*.md) ----------
 
-  function issueTokens(userId: number, clientId: string) {
+  function issueTokens(userId: number, clientId: string, grant: 'authorization_code' | 'refresh_token' | 'issued' = 'issued') {
     const access: AccessToken = { id: ++tokenSeq, token: randomToken(), userId, clientId, expiresAt: now() + oauthOptions.accessTokenTtlSec * 1000, revoked: false };
+    issuedTo.push({ tokenId: access.id, userId, grant });
     const refresh: RefreshToken = { token: randomToken(), userId, clientId, expiresAt: now() + oauthOptions.refreshTokenTtlSec * 1000, used: false };
     accessTokens.set(access.token, access);
     refreshTokens.set(refresh.token, refresh);
@@ -901,7 +903,7 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       if (!r || r.used || r.expiresAt <= now() || r.clientId !== clientId) return fail('invalid_grant', 'Invalid grant');
       r.used = true;
       if (!oauthOptions.keepAccessOnRefresh) for (const a of accessTokens.values()) if (a.userId === r.userId && a.clientId === clientId) a.revoked = true;
-      answer = issueTokens(r.userId, clientId);
+      answer = issueTokens(r.userId, clientId, 'refresh_token');
       stats.tokensRefreshed++;
     } else if (grantType === 'authorization_code') {
       const given = String(params.code ?? '');
@@ -909,14 +911,15 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       const c = authCodes.get(given);
       if (!c || c.used || c.expiresAt <= now() || c.clientId !== clientId) return fail('invalid_grant', 'Invalid grant');
       c.used = true;
-      answer = issueTokens(c.userId, clientId);
+      answer = issueTokens(c.userId, clientId, 'authorization_code');
       stats.codesExchanged++;
+      record.userId = c.userId;
       if (oauthOptions.codeAnswer === 'docs') {
         delete answer.expires;
         delete answer.user_id;
       }
     } else return fail('invalid_request', `Unsupported grant_type ${grantType}`);
-    record.userId = (answer.user_id as number | undefined) ?? undefined;
+    record.userId ??= (answer.user_id as number | undefined) ?? undefined;
     const lost = takeFault('oauth.token', (f) => f.kind === 'lose-answer');
     if (lost) {
       note('lose-answer');
@@ -1062,6 +1065,34 @@ export async function startFakeBitrix24(options: FakeBitrix24Options = {}) {
       },
       setAccessTokenTtl(seconds: number) {
         oauthOptions.accessTokenTtlSec = seconds;
+      },
+      /**
+       * The application's redirect URI, a setting of the application in Bitrix24 (oauth/index.md:
+       * "This address is not passed in the authorization request; Bitrix24 takes it from the
+       * application settings"); null: the code is shown on a page.
+       */
+      set redirectUri(uri: string | null) {
+        oauthOptions.redirectUri = uri;
+      },
+      get redirectUri() {
+        return oauthOptions.redirectUri;
+      },
+      /** Serial numbers (calls[].tokenId) of the access tokens issued to a user, oldest first, with the grant that issued them. */
+      tokensOf(userId: number): { tokenId: number; grant: 'authorization_code' | 'refresh_token' | 'issued' }[] {
+        return issuedTo.filter((t) => t.userId === userId).map(({ tokenId, grant }) => ({ tokenId, grant }));
+      },
+      /** Every access token, refresh token and authorization code issued so far (for tests that look for secrets in logs and answers). */
+      issuedSecrets(): string[] {
+        return [...accessTokens.keys(), ...refreshTokens.keys(), ...authCodes.keys(), oauthOptions.clientSecret];
+      },
+      /** A user's access tokens expire now: their next call answers 401 expired_token. */
+      expireAccessTokensOf(userId: number) {
+        for (const a of accessTokens.values()) if (a.userId === userId) a.expiresAt = Math.min(a.expiresAt, now() - 1);
+      },
+      /** A user's access tokens become unknown and refresh tokens dead (e.g. the user was dismissed or the application uninstalled for them). */
+      revokeTokensOf(userId: number) {
+        for (const a of accessTokens.values()) if (a.userId === userId) a.revoked = true;
+        for (const r of refreshTokens.values()) if (r.userId === userId) r.used = true;
       },
       /** The user who "is logged in" when /oauth/authorize/ is opened. */
       set authorizingUserId(id: number) {

@@ -39,6 +39,16 @@ describe('GET /v1/smart-processes and POST /v1/smart-processes/search', () => {
     assert.equal((await list('?offset=10')).data.length, 0);
   });
 
+  it('the total is right at every page boundary: a page that is exactly the rest, one row short of it, past the end, and filtered', async () => {
+    assert.deepEqual((await list('?limit=5')).meta, { total: 5, limit: 5, offset: 0, hasMore: false });
+    assert.deepEqual((await list('?limit=4')).meta, { total: 5, limit: 4, offset: 0, hasMore: true });
+    assert.deepEqual((await list('?limit=3&offset=2')).meta, { total: 5, limit: 3, offset: 2, hasMore: false });
+    assert.deepEqual((await list('?limit=2&offset=5')).meta, { total: 5, limit: 2, offset: 5, hasMore: false });
+    assert.deepEqual((await list('?limit=2&offset=10')).meta, { total: 5, limit: 2, offset: 10, hasMore: false });
+    assert.deepEqual((await list('?limit=1&filter[isStagesEnabled]=false')).meta, { total: 2, limit: 1, offset: 0, hasMore: true });
+    assert.deepEqual((await list('?limit=2&filter[isStagesEnabled]=false&sort=-id')).meta, { total: 2, limit: 2, offset: 0, hasMore: false });
+  });
+
   it('limit is 1..5000 and offset not negative', async () => {
     expectValidationError(await t.call('GET', '/v1/smart-processes?limit=0'), 'query.limit');
     expectValidationError(await t.call('GET', '/v1/smart-processes?limit=5001'), 'query.limit');

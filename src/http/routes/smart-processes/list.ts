@@ -27,8 +27,9 @@ export const ListQueryDoc = Type.Object({
 
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
 export async function listTypes(request: FastifyRequest, reply: FastifyReply, raw: unknown, source: Source) {
-  const { itemsJson, meta } = await listTypesOf(portalCall(request), raw, source);
-  return reply.type('application/json; charset=utf-8').send(`{"success":true,"data":${itemsJson},"meta":${JSON.stringify(meta)}}`);
+  // A string, not a Buffer: Node writes the headers and a string body in one piece; a Buffer body went out
+  // as a second write and the list's p99 grew several-fold on the bench.
+  return reply.type('application/json; charset=utf-8').send((await listTypesOf(portalCall(request), raw, source)).body);
 }
 
 const listRoute: FastifyPluginAsyncTypebox = async (app) => {

@@ -1,9 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '../../../domain/smart-process-type/schemas.js';
 import { BODY_ERRORS, writeEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
+import type { TypeCard } from '../../../domain/smart-process-type/card.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
 import { requireType, updateType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
+
+/** The card the existence check found, per request: the write may start from it (WriteOptions.seen). */
+const seenCards = new WeakMap<object, TypeCard>();
 
 const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.patch('/:entityTypeId', {
@@ -11,7 +15,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      await requireType(portalCall(request), entityTypeId);
+      seenCards.set(request, await requireType(portalCall(request), entityTypeId));
       if (request.body === undefined) request.body = {};
     },
     schema: {
@@ -28,7 +32,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const entityTypeId = entityTypeIdFrom(request);
     const call = portalCall(request);
-    return sendCard(reply, await updateType(call, entityTypeId, request.body, ifMatchOf(request)), call.timeZone);
+    return sendCard(reply, await updateType(call, entityTypeId, request.body, ifMatchOf(request), seenCards.get(request)), call.timeZone);
   });
 };
 
