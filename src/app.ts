@@ -16,7 +16,7 @@ import docsPlugin from './http/plugins/docs.js';
 import errorsPlugin, { clientErrorHandler, frameworkErrors, newRequestId, refuseConnect, refuseExpectation, requestIdFrom } from './http/plugins/errors.js';
 import pressurePlugin from './http/plugins/pressure.js';
 import { AJV_OPTIONS } from './http/ajv-options.js';
-import { jsonBodyParser } from './http/plugins/input-guard.js';
+import { checkBodyAfterRouteChecks, jsonBodyParser } from './http/plugins/input-guard.js';
 import keyRoutes from './http/routes/keys.js';
 import meRoutes, { type CatalogRoute } from './http/routes/me.js';
 import portalRoutes from './http/routes/portals.js';
@@ -170,6 +170,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const jsonParser = jsonBodyParser(app.getDefaultJsonParser('error', 'error'));
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => jsonParser(request, body as string, done));
+  // A body error is answered after the route's path and existence checks (contract §4 check order).
+  app.addHook('onRoute', checkBodyAfterRouteChecks);
 
   const catalog: CatalogRoute[] = [];
   app.addHook('onRoute', (route) => {

@@ -34,16 +34,50 @@ export interface ListQuery {
 
 export type Source = 'query' | 'body';
 
-/** A Map, not an object literal: an operator named `constructor` or `toString` is unknown, not Object.prototype's. */
-const OPERATORS = new Map<string, FilterOp>([
-  ['$eq', 'eq'], ['$ne', 'ne'], ['$gt', 'gt'], ['$gte', 'gte'], ['$lt', 'lt'], ['$lte', 'lte'], ['$contains', 'contains'], ['$in', 'in'],
+/**
+ * The three filter styles of the hosted API, mixable in one filter (contract §6, issue #12):
+ * MongoDB-like operator objects (`{"id": {"$gte": 5}}`), Bitrix24 key prefixes
+ * (`{">=id": 5}`) and Bitrix24 operators as object keys (`{"id": {">=": 5}}`); a plain
+ * array value means "in". Maps, not object literals: an operator named `constructor` or
+ * `toString` is unknown, not Object.prototype's. `nin` (not in) becomes one `ne` per value.
+ */
+type ParsedOp = FilterOp | 'nin';
+const OPERATORS = new Map<string, ParsedOp>([
+  ['$eq', 'eq'], ['$ne', 'ne'], ['$gt', 'gt'], ['$gte', 'gte'], ['$lt', 'lt'], ['$lte', 'lte'], ['$contains', 'contains'], ['$in', 'in'], ['$nin', 'nin'],
 ]);
 const OPERATOR_NAMES = [...OPERATORS.keys()];
-const PREFIXES: [string, FilterOp][] = [
-  ['>=', 'gte'], ['<=', 'lte'], ['!=', 'ne'], ['>', 'gt'], ['<', 'lt'], ['!', 'ne'], ['%', 'contains'], ['=', 'eq'],
-];
+/** Bitrix24 operators: as a key prefix (`">=id"`) or as a key of a field's operator object (`{"id": {">=": 5}}`). */
+const BITRIX_OPERATORS = new Map<string, ParsedOp>([
+  ['>=', 'gte'], ['<=', 'lte'], ['!=', 'ne'], ['>', 'gt'], ['<', 'lt'], ['!', 'ne'], ['%', 'contains'], ['=', 'eq'], ['@', 'in'], ['!@', 'nin'],
+]);
+const BITRIX_NAMES = [...BITRIX_OPERATORS.keys()];
+/** What a prefix or an operator key of the Bitrix24 style is made of. */
+const SYMBOLS = /^[<>=!%@~?&|^*+#-]+/;
+/** Likely meanings of operators that do not exist, in each style: the "did you mean" follows the client's style. */
+const MONGO_SYNONYMS = new Map<string, string>([
+  ['$like', '$contains'], ['$ilike', '$contains'], ['$regex', '$contains'], ['$includes', '$contains'], ['$substring', '$contains'], ['$search', '$contains'], ['$text', '$contains'],
+  ['$equals', '$eq'], ['$equal', '$eq'], ['$is', '$eq'], ['$neq', '$ne'], ['$not', '$ne'], ['$notin', '$nin'], ['$ge', '$gte'], ['$le', '$lte'], ['$notequal', '$ne'],
+]);
+const BITRIX_SYNONYMS = new Map<string, string>([['=>', '>='], ['=<', '<='], ['==', '='], ['<>', '!='], ['!==', '!='], ['=!', '!='], ['!<', '>='], ['!>', '<='], ['!@=', '!@'], ['=@', '@']]);
+/** Bitrix24 operators smartproc does not take, and what to send instead. */
+const BITRIX_UNSUPPORTED = new Map<string, string>([
+  ['=%', 'LIKE patterns are not supported: use "%" (contains, case-insensitive)'],
+  ['%=', 'LIKE patterns are not supported: use "%" (contains, case-insensitive)'],
+  ['!%', '"not contains" is not supported: filter with "%" and leave out what you do not need'],
+  ['!=%', '"not contains" is not supported: filter with "%" and leave out what you do not need'],
+  ['!%=', '"not contains" is not supported: filter with "%" and leave out what you do not need'],
+  ['><', 'between: send ">=" and "<=" on the same field'],
+  ['!><', '"not between" is not supported'],
+]);
 const ORDERED_OPS = new Set<FilterOp>(['gt', 'gte', 'lt', 'lte']);
-const TOP_LEVEL_KEYS = ['filter', 'select', 'sort', 'order', 'limit', 'offset'];
+/** Parameters of list (query string) and search (body), the hosted API's names (issue #12). */
+const TOP_LEVEL_KEYS = ['filter', 'select', 'sort', 'order', 'limit', 'pageSize', 'offset', 'autoWindow'];
+/** Known names smartproc does not take, with what to do instead (rather than a "did you mean"). */
+const NOT_TAKEN = new Map<string, string>([
+  ['windowFrom', 'not needed: smartproc answers any page of a list without date windows; to limit by time, filter createdTime with $gte / $lte'],
+  ['windowTo', 'not needed: smartproc answers any page of a list without date windows; to limit by time, filter createdTime with $gte / $lte'],
+  ['start', 'use offset (start is the paging parameter of Bitrix24 REST; smartproc pages with offset and limit/pageSize)'],
+]);
 
 export const DEFAULT_LIMIT = 50;
 export const MAX_LIMIT = 5000;
@@ -57,7 +91,9 @@ class Problems {
     this.list.push(fix ? { location, message, fix } : { location, message });
   }
   throwIfAny() {
-    if (!this.list.length) return;
+    if (this.list.length) this.fail();
+  }
+  fail(): never {
     const code = this.operatorProblem ? 'INVALID_FILTER_OPERATOR' : 'VALIDATION_ERROR';
     const first = this.list[0];
     throw new ApiError(code, this.list.length === 1 ? `${first.location}: ${first.message}` : `${this.list.length} problems in the request`, { details: this.list });
@@ -72,25 +108,41 @@ function sample(raw: unknown): string {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/**
+ * The parameters of a list (`source` 'query': the parsed query string) or a search
+ * (`source` 'body': the JSON body; also a /v1/batch call's `params`), as one plain
+ * object → a ListQuery, or an ApiError (400) listing every problem. `undefined` is "no
+ * parameters"; anything else that is not an object (`null` included) is a 400.
+ */
 export function parseListQuery(fields: FieldTable, raw: unknown, source: Source, timeZone: string): ListQuery {
   const problems = new Problems();
   const root = source === 'query' ? 'query' : 'body';
-  const input: Record<string, unknown> = raw === undefined || raw === null ? {} : (raw as Record<string, unknown>);
+  const input = raw === undefined ? {} : raw;
   if (!isPlainObject(input)) {
-    problems.add(root, 'must be a JSON object');
-    problems.throwIfAny();
+    problems.add(root, `must be a JSON object; got ${sample(input)}`, 'send {} (or no body) to list everything, or {"filter": {...}, "pageSize": 50}');
+    return problems.fail();
   }
   for (const key of Object.keys(input)) {
-    if (!TOP_LEVEL_KEYS.includes(key)) {
-      const suggestion = closestName(key, TOP_LEVEL_KEYS);
-      problems.add(`${root}.${key}`, 'is not a known parameter', suggestion ? `did you mean "${suggestion}"?` : `use one of ${TOP_LEVEL_KEYS.join(', ')}`);
+    if (TOP_LEVEL_KEYS.includes(key)) continue;
+    const instead = NOT_TAKEN.get(key);
+    if (instead) {
+      problems.add(`${root}.${key}`, 'is not taken by smartproc', instead);
+      continue;
     }
+    const suggestion = closestName(key, TOP_LEVEL_KEYS);
+    problems.add(`${root}.${key}`, 'is not a known parameter', suggestion ? `did you mean "${suggestion}"?` : `use one of ${TOP_LEVEL_KEYS.join(', ')}`);
   }
+  const limit = parseInteger(input.limit, source, `${root}.limit`, DEFAULT_LIMIT, 1, MAX_LIMIT, problems);
+  const pageSize = parseInteger(input.pageSize, source, `${root}.pageSize`, DEFAULT_LIMIT, 1, MAX_LIMIT, problems);
+  if (input.limit !== undefined && input.pageSize !== undefined && limit !== pageSize) {
+    problems.add(`${root}.pageSize`, `is ${pageSize} but limit is ${limit}: they are one parameter under two names`, 'send one of them (or the same value in both)');
+  }
+  parseBoolean(input.autoWindow, source, `${root}.autoWindow`, problems);
   const query: ListQuery = {
     conditions: parseFilter(fields, input.filter, source, `${root}.filter`, timeZone, problems),
     select: parseSelect(fields, input.select, `${root}.select`, problems),
     sort: parseSort(fields, input.sort, input.order, source, root, problems),
-    limit: parseInteger(input.limit, source, `${root}.limit`, DEFAULT_LIMIT, 1, MAX_LIMIT, problems),
+    limit: input.pageSize !== undefined ? pageSize : limit,
     offset: parseInteger(input.offset, source, `${root}.offset`, 0, 0, Number.MAX_SAFE_INTEGER, problems),
   };
   problems.throwIfAny();
@@ -107,10 +159,18 @@ function parseInteger(raw: unknown, source: Source, location: string, fallback: 
     return fallback;
   }
   if (value < min || value > max) {
-    problems.add(location, max === Number.MAX_SAFE_INTEGER ? `must be ≥ ${min}` : `must be between ${min} and ${max}`);
+    problems.add(location, max === Number.MAX_SAFE_INTEGER ? `must be ≥ ${min}` : `must be between ${min} and ${max}`, max === MAX_LIMIT && value > max ? `page through the rest with offset (meta.hasMore tells whether more remain)` : undefined);
     return fallback;
   }
   return value;
+}
+
+/** `autoWindow`: accepted (a boolean) and not needed — docs/api.md, "Lists and search". */
+function parseBoolean(raw: unknown, source: Source, location: string, problems: Problems): boolean | undefined {
+  if (raw === undefined || typeof raw === 'boolean') return raw;
+  if (source === 'query' && (raw === 'true' || raw === 'false')) return raw === 'true';
+  problems.add(location, `must be true or false; got ${sample(raw)}`);
+  return undefined;
 }
 
 function parseSelect(fields: FieldTable, raw: unknown, location: string, problems: Problems): string[] | null {
@@ -135,84 +195,158 @@ function sortField(fields: FieldTable, name: string, location: string, problems:
   return null;
 }
 
+/** "asc"/"desc" in any case; 1 / -1 as MongoDB writes them ("1" / "-1" in a query string). */
+function direction(raw: unknown): 'asc' | 'desc' | null {
+  const text = typeof raw === 'string' ? raw.trim().toLowerCase() : raw;
+  if (text === 'asc' || text === 1 || text === '1') return 'asc';
+  if (text === 'desc' || text === -1 || text === '-1') return 'desc';
+  return null;
+}
+
+/**
+ * `sort`: "title", "-createdTime", "title,-id", an array of those, or an object
+ * {"createdTime": "desc"} (the hosted API's form; `sort[createdTime]=desc` in a query
+ * string); `order`: an object of the same kind. Both may be sent: `sort`'s keys come first.
+ */
 function parseSort(fields: FieldTable, sort: unknown, order: unknown, source: Source, root: string, problems: Problems): SortKey[] {
   const keys: SortKey[] = [];
-  const parts = typeof sort === 'string' ? sort.split(',', MAX_SORT_KEYS + 1) : [];
-  const orderNames = isPlainObject(order) ? Object.keys(order) : [];
-  if (parts.length + orderNames.length > MAX_SORT_KEYS) {
+  const parts = typeof sort === 'string' ? sort.split(',', MAX_SORT_KEYS + 1) : Array.isArray(sort) ? sort.slice(0, MAX_SORT_KEYS + 1) : [];
+  const objectKeys = (isPlainObject(sort) ? Object.keys(sort).length : 0) + (isPlainObject(order) ? Object.keys(order).length : 0);
+  if (parts.length + objectKeys > MAX_SORT_KEYS) {
     problems.add(order === undefined ? `${root}.sort` : `${root}.order`, `takes at most ${MAX_SORT_KEYS} sort keys (sort and order together)`, 'sort by fewer fields; ties end by id anyway');
     return keys;
   }
+  const byObject = (value: unknown, location: string) => {
+    for (const [name, dir] of Object.entries(value as Record<string, unknown>)) {
+      const field = sortField(fields, name, `${location}.${name}`, problems);
+      const d = direction(dir);
+      if (!d) problems.add(`${location}.${name}`, `must be "asc" or "desc"; got ${sample(dir)}`);
+      else if (field) keys.push({ field, direction: d });
+    }
+  };
   if (sort !== undefined) {
-    if (typeof sort !== 'string' || sort.trim() === '') problems.add(`${root}.sort`, 'must be a field name, optionally with a leading "-" for descending (sort=-createdTime)');
-    else {
-      for (const part of parts) {
+    if (isPlainObject(sort)) byObject(sort, `${root}.sort`);
+    else if ((typeof sort === 'string' && sort.trim() !== '') || (Array.isArray(sort) && parts.every((p) => typeof p === 'string' && p.trim() !== ''))) {
+      for (const part of parts as string[]) {
         const trimmed = part.trim();
         const descending = trimmed.startsWith('-');
         const name = descending || trimmed.startsWith('+') ? trimmed.slice(1) : trimmed;
         const field = sortField(fields, name, `${root}.sort`, problems);
         if (field) keys.push({ field, direction: descending ? 'desc' : 'asc' });
       }
+    } else {
+      problems.add(`${root}.sort`, source === 'query'
+        ? 'must be a field name, optionally with a leading "-" for descending (sort=-createdTime), or sort[field]=asc|desc'
+        : 'must be {"field": "asc"|"desc"}, or a field name with an optional leading "-" for descending ("-createdTime")');
     }
   }
   if (order !== undefined) {
     if (!isPlainObject(order)) problems.add(`${root}.order`, source === 'query' ? 'must be given as order[field]=asc|desc' : 'must be an object {"field": "asc"|"desc"}');
-    else {
-      for (const [name, direction] of Object.entries(order)) {
-        const field = sortField(fields, name, `${root}.order.${name}`, problems);
-        const dir = typeof direction === 'string' ? direction.toLowerCase() : '';
-        if (dir !== 'asc' && dir !== 'desc') problems.add(`${root}.order.${name}`, 'must be "asc" or "desc"');
-        else if (field) keys.push({ field, direction: dir });
-      }
-    }
+    else byObject(order, `${root}.order`);
   }
   return keys;
 }
 
+/** Where an operator's name came from: the style a "did you mean" must answer in. */
+type Style = 'mongo' | 'bitrix' | 'word';
+
+function styleOf(name: string): Style {
+  if (name.startsWith('$')) return 'mongo';
+  return SYMBOLS.test(name) ? 'bitrix' : 'word';
+}
+
+/** The fix for an unknown operator, in the style the client wrote it in. */
+function operatorFix(name: string, style: Style, asPrefixOf?: string): string {
+  const show = (op: string) => (asPrefixOf === undefined ? `"${op}"` : `"${op}${asPrefixOf}"`);
+  if (style === 'bitrix') {
+    const unsupported = BITRIX_UNSUPPORTED.get(name);
+    if (unsupported) return unsupported;
+    const suggestion = BITRIX_SYNONYMS.get(name) ?? (name.length > 1 ? BITRIX_NAMES.find((op) => op.length === name.length && [...op].sort().join('') === [...name].sort().join('')) : undefined);
+    return suggestion ? `did you mean ${show(suggestion)}?` : `use one of ${BITRIX_NAMES.map(show).join(' ')}`;
+  }
+  const dollar = style === 'mongo' ? name.toLowerCase() : `$${name.toLowerCase()}`;
+  if (dollar === '$between') return 'send "$gte" and "$lte" on the same field';
+  const suggestion = MONGO_SYNONYMS.get(dollar) ?? (OPERATORS.has(dollar) ? dollar : closestName(dollar, OPERATOR_NAMES));
+  return suggestion ? `did you mean "${suggestion}"?` : `use one of ${OPERATOR_NAMES.join(' ')}`;
+}
+
+/**
+ * The filter object, in any mix of the three styles. A key is a field name, optionally
+ * with a Bitrix24 prefix; its value is a plain value (equal), an array (in), or an
+ * operator object whose keys are `$` operators or Bitrix24 operators.
+ */
 function parseFilter(fields: FieldTable, raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition[] {
   if (raw === undefined) return [];
   if (!isPlainObject(raw)) {
-    problems.add(location, source === 'query' ? 'must be given as filter[field]=value or filter[field][$op]=value' : 'must be an object {"field": value | {"$op": value}}');
+    problems.add(location, source === 'query'
+      ? 'must be given as filter[field]=value, filter[field][$op]=value, filter[>=field]=value or filter[field][>=]=value'
+      : 'must be an object {"field": value | [values] | {"$op": value} | {">=": value}, ">=field": value}');
     return [];
   }
   const conditions: Condition[] = [];
   for (const [key, value] of Object.entries(raw)) {
     const keyLocation = `${location}.${key}`;
-    const prefix = PREFIXES.find(([p]) => key.startsWith(p));
-    const name = prefix ? key.slice(prefix[0].length) : key;
+    const symbols = SYMBOLS.exec(key)?.[0] ?? '';
+    const name = key.slice(symbols.length);
+    if (symbols && !BITRIX_OPERATORS.has(symbols)) {
+      problems.operatorProblem = true;
+      problems.add(keyLocation, `unknown filter prefix "${symbols}"`, operatorFix(symbols, 'bitrix', name));
+      continue;
+    }
     const field = fields.byName.get(name);
     if (!field || !field.inList) {
+      if (!symbols && OPERATORS.has(key)) {
+        problems.add(keyLocation, `"${key}" is an operator, not a field`, `put it inside a field: {"field": {"${key}": value}}`);
+        continue;
+      }
       const suggestion = closestName(name, fields.listFieldNames);
-      problems.add(keyLocation, field ? `"${name}" cannot be filtered` : `"${name}" is not a known field`, suggestion ? `did you mean "${suggestion}"?` : undefined);
+      problems.add(keyLocation, field ? `"${name}" cannot be filtered` : `"${name}" is not a known field`, suggestion ? `did you mean "${symbols}${suggestion}"?` : `filter by one of ${fields.listFieldNames.join(', ')}`);
       continue;
     }
     if (isPlainObject(value)) {
-      if (prefix) {
-        problems.add(keyLocation, 'use either a key prefix or an operator object, not both');
+      if (symbols) {
+        problems.add(keyLocation, 'use either a key prefix or an operator object, not both', `{"${symbols}${name}": value} or {"${name}": {"${symbols}": value}}`);
         continue;
       }
-      for (const [opName, opValue] of Object.entries(value)) {
-        const op = OPERATORS.get(opName);
+      const entries = Object.entries(value);
+      if (!entries.length) problems.add(keyLocation, 'is an empty operator object', `give a value, or an operator: {"${name}": {"$gte": value}} or {"${name}": {">=": value}}`);
+      for (const [opName, opValue] of entries) {
+        const style = styleOf(opName);
+        const op = style === 'mongo' ? OPERATORS.get(opName) : style === 'bitrix' ? BITRIX_OPERATORS.get(opName) : undefined;
         if (!op) {
           problems.operatorProblem = true;
-          const suggestion = closestName(opName.replace(/^\$?/, '$'), OPERATOR_NAMES);
-          problems.add(`${keyLocation}.${opName}`, `unknown filter operator "${opName}"`, suggestion ? `did you mean "${suggestion}"?` : `use one of ${OPERATOR_NAMES.join(' ')}`);
+          problems.add(`${keyLocation}.${opName}`, `unknown filter operator "${opName}"`, operatorFix(opName, style));
           continue;
         }
-        const condition = makeCondition(field, op, opValue, source, `${keyLocation}.${opName}`, timeZone, problems);
-        if (condition) conditions.push(condition);
+        conditions.push(...makeConditions(field, op, opValue, source, `${keyLocation}.${opName}`, timeZone, problems));
       }
     } else {
-      const condition = makeCondition(field, prefix ? prefix[1] : 'eq', value, source, keyLocation, timeZone, problems);
-      if (condition) conditions.push(condition);
+      const op = symbols ? BITRIX_OPERATORS.get(symbols)! : 'eq';
+      conditions.push(...makeConditions(field, op, value, source, keyLocation, timeZone, problems));
     }
   }
   return conditions;
 }
 
+/**
+ * The conditions of one operator and its value: an array value of equality is "in" and of
+ * "not equal" is "not in"; "not in" is one `ne` per value (AND-ed), so the stores and the
+ * native translation see only the operators they know.
+ */
+function makeConditions(field: FieldSpec, op: ParsedOp, raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition[] {
+  const listed = Array.isArray(raw);
+  const parsed: ParsedOp = listed && op === 'eq' ? 'in' : listed && op === 'ne' ? 'nin' : op;
+  if (parsed !== 'nin') {
+    const condition = makeCondition(field, parsed, raw, source, location, timeZone, problems);
+    return condition ? [condition] : [];
+  }
+  const condition = makeCondition(field, 'in', raw, source, location, timeZone, problems);
+  return condition ? (condition.value as FilterValue[]).map((value) => ({ field, op: 'ne' as const, value })) : [];
+}
+
 function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Source, location: string, timeZone: string, problems: Problems): Condition | null {
   if (op === 'contains' && field.type !== 'string') {
-    problems.add(location, `$contains works on text fields; ${field.name} is ${field.type}`);
+    problems.add(location, `contains ($contains, %) works on text fields; ${field.name} is ${field.type}`);
     return null;
   }
   if (ORDERED_OPS.has(op) && field.type === 'boolean') {
@@ -224,7 +358,7 @@ function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Sou
     if (Array.isArray(raw)) items = raw;
     else if (source === 'query' && typeof raw === 'string') items = raw === '' ? [] : raw.split(',', MAX_FILTER_VALUES + 1);
     else {
-      problems.add(location, source === 'query' ? '$in takes a comma-separated list' : '$in takes an array');
+      problems.add(location, source === 'query' ? 'takes a comma-separated list (in / not in)' : 'takes an array (in / not in)');
       return null;
     }
     if (!takeFilterValues(items.length, location, problems)) return null;
@@ -236,6 +370,10 @@ function makeCondition(field: FieldSpec, op: FilterOp, raw: unknown, source: Sou
       else values.push(v);
     });
     return ok ? { field, op, value: values } : null;
+  }
+  if (Array.isArray(raw)) {
+    problems.add(location, `takes one value, not a list; got ${sample(raw)}`, 'a list goes with equality, $in or "@" (in), and with $nin, "!" or "!@" (not in)');
+    return null;
   }
   if (!takeFilterValues(1, location, problems)) return null;
   const value = convertValue(field, raw, source, location, timeZone, problems);

@@ -61,11 +61,25 @@ export function formatTime(epochSeconds: number, timeZone: string): string {
   return formatted;
 }
 
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):?(\d{2}))?)?$/;
 
-/** Parses a time a client sends (filters); a time without an offset is taken in the portal's time zone. */
+/**
+ * Whether the parts of an ISO_TIME match name a real calendar date and clock time:
+ * `Date.parse` rolls 2026-02-30 over to March 2 and T24:00 to the next day, so a filter
+ * would silently mean another time. Offsets: hours 0..23, minutes 0..59.
+ */
+function isRealTime(match: RegExpExecArray): boolean {
+  const [year, month, day, hour = 0, minute = 0, second = 0, offsetHour = 0, offsetMinute = 0] = match.slice(1).map((part) => (part === undefined ? undefined : Number(part)));
+  if (month! < 1 || month! > 12 || day! < 1) return false;
+  const leap = year! % 4 === 0 && (year! % 100 !== 0 || year! % 400 === 0);
+  const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month!) ? 30 : 31;
+  return day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second! <= 59 && offsetHour! <= 23 && offsetMinute! <= 59;
+}
+
+/** Parses a time a client sends (filters); a time without an offset is taken in the portal's time zone. An impossible date or time is null. */
 export function parseTime(value: string, timeZone: string): number | null {
-  if (!ISO_TIME.test(value)) return null;
+  const match = ISO_TIME.exec(value);
+  if (!match || !isRealTime(match)) return null;
   const hasOffset = /(Z|[+-]\d{2}:?\d{2})$/.test(value) && value.includes('T');
   if (hasOffset) {
     const ms = Date.parse(value);

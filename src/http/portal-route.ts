@@ -60,12 +60,29 @@ export function portalCall(request: FastifyRequest): PortalCall {
   return { portal, actor: { userId: principal.userId ?? 0, audit: auditContextOf(request) }, timeZone: portal.record.timeZone, context };
 }
 
-/** If-Match (beyond the hosted API): the ETag of the version the client edits. */
-export function ifMatchOf(request: FastifyRequest): number | undefined {
+/** One element of an If-Match list, and the comma after it: `"..."`, `W/"..."` (RFC 9110 §8.8.3 entity-tag) or empty (§5.6.1). */
+const LIST_ELEMENT = /[ \t]*(?:(W\/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*(,|$)/y;
+
+/**
+ * If-Match (beyond the hosted API; RFC 9110 §13.1.1): undefined when absent or `*` (the
+ * type exists, or the route answers 404 first); else the versions of the strong ETags
+ * listed, any of which lets the write go ahead. Weak tags never match (If-Match compares
+ * strongly), nor do tags this API never hands out; a value that is not `*` nor a list of
+ * entity-tags matches nothing (412, and nothing is written). Several If-Match header
+ * lines are one list (node joins them with ", ").
+ */
+export function ifMatchOf(request: FastifyRequest): readonly number[] | undefined {
   const header = request.headers['if-match'];
   if (header === undefined || header.trim() === '*') return undefined;
-  const match = /^\s*(?:W\/)?"(\d{1,15})"\s*$/.exec(header);
-  return match ? Number(match[1]) : -1;
+  const versions: number[] = [];
+  for (let at = 0; ; ) {
+    LIST_ELEMENT.lastIndex = at;
+    const element = LIST_ELEMENT.exec(header);
+    if (!element) return [];
+    if (element[2] !== undefined && !element[1] && /^\d{1,15}$/.test(element[2])) versions.push(Number(element[2]));
+    if (element[3] === '') return versions;
+    at = LIST_ELEMENT.lastIndex;
+  }
 }
 
 /** A card of a portal resource: its record carries the version that is its ETag. */

@@ -86,12 +86,12 @@ export function createType(call: TypeCall, body: CreateTypeBody): Promise<TypeCa
 }
 
 /** PATCH /v1/smart-processes/:entityTypeId (existence checked, body checked against PatchTypeBodySchema). */
-export function updateType(call: TypeCall, entityTypeId: number, body: PatchTypeBody | undefined, ifMatch?: number, seen?: TypeCard): Promise<TypeCard> {
+export function updateType(call: TypeCall, entityTypeId: number, body: PatchTypeBody | undefined, ifMatch?: readonly number[], seen?: TypeCard): Promise<TypeCard> {
   return call.portal.types.update(entityTypeId, parsePatchBody(body, entityTypeId), call.actor, { ifMatch, context: call.context, seen });
 }
 
 /** DELETE /v1/smart-processes/:entityTypeId. */
-export function deleteType(call: TypeCall, entityTypeId: number, ifMatch?: number): Promise<void> {
+export function deleteType(call: TypeCall, entityTypeId: number, ifMatch?: readonly number[]): Promise<void> {
   return call.portal.types.delete(entityTypeId, call.actor, { ifMatch, context: call.context });
 }
 

@@ -3,6 +3,7 @@ import type { ListQuery } from '../domain/list-query.js';
 import type { PortalRecord, SessionRecord } from '../domain/records.js';
 import type { TypeCard, TypeRecord } from '../domain/smart-process-type/card.js';
 import type { TypeDraft, TypePatch } from '../domain/smart-process-type/input.js';
+import { ApiError } from '../errors.js';
 
 /** The portal user an operation runs as (the key owner, or the user of the session), and the context its audit entry records. */
 export interface Actor {
@@ -22,11 +23,24 @@ export interface RequestContext {
 }
 
 export interface WriteOptions {
-  /** Optimistic concurrency (beyond the hosted API): the version the client last saw (ETag). */
-  ifMatch?: number;
+  /**
+   * Optimistic concurrency (beyond the hosted API): the versions (ETags) of If-Match, any
+   * of which lets the write go ahead (RFC 9110 §13.1.1, strong comparison: weak tags are
+   * left out); empty = none can match. Absent, or `If-Match: *`: no condition.
+   */
+  ifMatch?: readonly number[];
   context?: RequestContext;
   /** The card this request found when it checked the type exists; a write may start from it (checking its version), instead of reading it again. */
   seen?: TypeCard;
+}
+
+/** The 412 of a write whose If-Match lists none of the current version (both portal kinds). */
+export function checkIfMatch(options: WriteOptions, version: number): void {
+  if (options.ifMatch === undefined || options.ifMatch.includes(version)) return;
+  const sent = options.ifMatch.length ? `lists ${options.ifMatch.map((v) => `"${v}"`).join(', ')}` : 'holds no strong ETag of this API';
+  throw new ApiError('PRECONDITION_FAILED', `The type has changed: If-Match ${sent}; its ETag is now "${version}"`, {
+    hint: 'GET the card again, re-apply your change and send it with the new ETag in If-Match.',
+  });
 }
 
 /**

@@ -186,24 +186,43 @@ export function refuseConnect(_request: http.IncomingMessage, socket: Socket) {
  */
 export default fp(async function errorsPlugin(app: FastifyInstance) {
   const knownRoutes = FindMyWay({ ignoreTrailingSlash: true });
+  /** Route paths without parameters (`/v1/smart-processes/search`): literal routes that win over `/:id` beside them. */
+  const literalPaths = new Set<string>();
+  const normal = (path: string) => (path.length > 1 ? path.replace(/\/+$/, '') : path);
   const noop = () => undefined;
   app.addHook('onRoute', (route) => {
     // A catch-all route (@fastify/cors's `OPTIONS *` for preflights) serves no resource: it makes no path known.
     if (route.url === '*') return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!/[:*]/.test(route.url)) literalPaths.add(normal(route.url));
     for (const method of methods) {
       try {
-        knownRoutes.on(method as 'GET', route.url, noop);
+        knownRoutes.on(method as 'GET', route.url, noop, { url: route.url });
       } catch {
         /* the same method and path twice: already known */
       }
     }
   });
 
+  /**
+   * The methods that really work on a path (the 405's Allow): a method counts when one of
+   * its routes matches, except that on the path of a literal route (`/search`, `/fields`)
+   * only that route's methods count — `GET /search` matches `/:entityTypeId` in the router,
+   * and that route answers it with a 405 of its own.
+   */
+  const allowedMethods = (path: string) => {
+    const literal = literalPaths.has(normal(path)) ? normal(path) : null;
+    return ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].filter((m) => {
+      const found = knownRoutes.find(m as 'GET', path);
+      if (!found) return false;
+      const url = (found.store as { url: string }).url;
+      return literal === null || normal(url) === literal || url.endsWith('*');
+    });
+  };
 
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?')[0];
-    const allowed = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].filter((m) => knownRoutes.find(m as 'GET', path));
+    const allowed = allowedMethods(path);
     if (allowed.length) {
       reply.header('allow', allowed.join(', '));
       return sendError(request, reply, new ApiError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`));

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyRequest, RouteOptions } from 'fastify';
 import { jsonInputProblems, MAX_JSON_DEPTH } from '../../domain/input-rules.js';
 import { validationError } from '../../errors.js';
 
@@ -51,10 +51,40 @@ export function jsonBodyParser(parse: JsonParser) {
   return (request: FastifyRequest, body: string, done: Done) => {
     if (body === '' || body.trim() === '') return done(null, undefined);
     parse(request, body, (error, value) => {
-      if (error) return done(PROTO_KEY.test(body) && isJson(body) ? protoKeyError() : error);
-      done(inputRulesError(value, 'body'), value);
+      if (error) return deferBodyError(request, PROTO_KEY.test(body) && isJson(body) ? protoKeyError() : error, done);
+      const rulesError = inputRulesError(value, 'body');
+      if (rulesError) return deferBodyError(request, rulesError, done);
+      done(null, value);
     });
   };
+}
+
+/**
+ * Body errors wait for their turn (contract §4: access → path → existence → body). The
+ * parser runs before any route hook, so a body that cannot be taken is remembered here,
+ * the body is left empty, and the error is thrown by the last preValidation hook of the
+ * route (after the route's own path and existence checks, before schema validation):
+ * malformed JSON sent to an unknown id is 404, to a bad id 400 at the path.
+ */
+const bodyErrors = new WeakMap<FastifyRequest, Error>();
+
+function deferBodyError(request: FastifyRequest, error: Error, done: Done) {
+  bodyErrors.set(request, error);
+  done(null, undefined);
+}
+
+/** Whether the request's body could not be taken (a route that checks existence only when needed asks this). */
+export const hasBodyError = (request: FastifyRequest) => bodyErrors.has(request);
+
+async function throwBodyError(request: FastifyRequest) {
+  const error = bodyErrors.get(request);
+  if (error) throw error;
+}
+
+/** onRoute: appends the deferred body check to the route's preValidation hooks. */
+export function checkBodyAfterRouteChecks(route: RouteOptions) {
+  const own = route.preValidation === undefined ? [] : Array.isArray(route.preValidation) ? route.preValidation : [route.preValidation];
+  route.preValidation = [...own, throwBodyError] as RouteOptions['preValidation'];
 }
 
 function isJson(text: string): boolean {

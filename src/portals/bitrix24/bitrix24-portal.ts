@@ -39,7 +39,7 @@ import { ApiError, typeNotFound } from '../../errors.js';
 import type { Bitrix24Observer } from '../../observability/metrics.js';
 import type { SecretBox, Store } from '../../store/store.js';
 import type { WriteWarning } from '../../domain/write-warning.js';
-import type { Actor, Portal, Readiness, RequestContext, Settled, SmartProcessTypes, WriteOptions } from '../portal.js';
+import { checkIfMatch, type Actor, type Portal, type Readiness, type RequestContext, type Settled, type SmartProcessTypes, type WriteOptions } from '../portal.js';
 import { DEFAULT_BUDGET_LIMITS, type PortalBudget, type PortalBudgets } from './budget.js';
 import { mapBitrix24Failure } from './error-mapping.js';
 import { compareRecords, finishReadAll, matchesCondition, planPages, toNativeList } from './native-filter.js';
@@ -901,10 +901,6 @@ function inMemory(all: readonly TypeRecord[], query: ListQuery): { records: Type
 
 function assertVersion(current: TypeCard, options: WriteOptions): void {
   const version = cardVersion(current);
-  if (options.ifMatch !== undefined && options.ifMatch !== version) {
-    throw new ApiError('PRECONDITION_FAILED', `The type has changed since version ${options.ifMatch}; it is now at version ${version}`, {
-      hint: 'GET the card again, re-apply your change and send it with the new ETag in If-Match.',
-    });
-  }
+  checkIfMatch(options, version);
 }
 

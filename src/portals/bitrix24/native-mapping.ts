@@ -276,8 +276,8 @@ export function fromNativeCard(native: NativeType, options: FromNativeOptions = 
  * The ETag of a card read from a real portal: the first 48 bits of the SHA-256 of the
  * canonical card, as a positive integer (1 .. 2^48-1).
  *
- * An integer, because If-Match travels as `"<digits>"` and `WriteOptions.ifMatch` is a
- * number: the routes and the 412 check work unchanged for both portal kinds. 48 bits stay
+ * An integer, because If-Match travels as `"<digits>"` and the versions in `WriteOptions.ifMatch` are
+ * numbers: the routes and the 412 check work unchanged for both portal kinds. 48 bits stay
  * exact in a JS number (and in Number("...") of the header), and a collision between two
  * states of the same card is 2^-48-unlikely.
  *

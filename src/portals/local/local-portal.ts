@@ -6,7 +6,7 @@ import { BASE_ENTITY_TYPES, checkRelations, type RelationEntry, type RelationsCh
 import type { AuditRepository, PortalsRepository, Store, TypesRepository } from '../../store/store.js';
 import type { AuditContext, Changes } from '../../domain/audit.js';
 import { edgeChanges, otherEndsChanged, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
-import type { Actor, Portal, Readiness, SmartProcessTypes, WriteOptions } from '../portal.js';
+import { checkIfMatch, type Actor, type Portal, type Readiness, type SmartProcessTypes, type WriteOptions } from '../portal.js';
 import { pageKey, TypeCardCache, type TypeCache, type TypePage } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
 
@@ -456,9 +456,5 @@ function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
 
 
 function assertVersion(current: TypeRecord, options: WriteOptions): void {
-  if (options.ifMatch !== undefined && options.ifMatch !== current.version) {
-    throw new ApiError('PRECONDITION_FAILED', `The type has changed since version ${options.ifMatch}; it is now at version ${current.version}`, {
-      hint: 'GET the card again, re-apply your change and send it with the new ETag in If-Match.',
-    });
-  }
+  checkIfMatch(options, current.version);
 }

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { typeNotFound } from '../../../errors.js';
 import { EntityTypeIdParamsSchema } from '../../../domain/smart-process-type/schemas.js';
+import { hasBodyError } from '../../plugins/input-guard.js';
 import { errorResponses, NoContentSchema, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
 import { deleteType } from '../../../operations/smart-process-types.js';
@@ -8,6 +10,11 @@ import { entityTypeIdFrom, TAGS, WRITE } from './shared.js';
 const deleteRoute: FastifyPluginAsyncTypebox = async (app) => {
   app.delete('/:entityTypeId', {
     config: { access: WRITE },
+    // Contract §4 order: a body DELETE does not use is still checked, after path and existence (the look-up only then: deletes need none).
+    preValidation: async (request) => {
+      const entityTypeId = entityTypeIdFrom(request);
+      if (hasBodyError(request) && !(await portalCall(request).portal.types.has(entityTypeId))) throw typeNotFound(entityTypeId);
+    },
     schema: {
       tags: TAGS,
       summary: 'Delete a smart process type (and every relation that touches it)',

@@ -10,16 +10,19 @@ import { READ, TAGS } from './shared.js';
 
 const FilterDoc = Type.Object({}, {
   additionalProperties: true,
-  description: 'filter[field]=value (equal), filter[field][$op]=value with $gt $gte $lt $lte $ne $contains $in, or Bitrix24 prefixes filter[>=field], >, <=, <, !, !=, %. AND-ed.',
+  description: 'filter[field]=value (equal), filter[field][]=v1&filter[field][]=v2 (in), filter[field][$op]=value with $eq $ne $gt $gte $lt $lte $contains $in $nin ($in/$nin: comma-separated), ' +
+    'Bitrix24 prefixes filter[>=field]=value (>= > <= < ! != % = @ !@), or Bitrix24 operators as keys filter[field][>=]=value. Mixable; AND-ed.',
 });
 
 export const ListQueryDoc = Type.Object({
   filter: Type.Optional(FilterDoc),
   select: Type.Optional(Type.String({ description: 'comma-separated list fields; unknown names are ignored' })),
-  sort: Type.Optional(Type.String({ description: 'a field, "-field" for descending; several comma-separated' })),
+  sort: Type.Optional(Type.String({ description: 'a field, "-field" for descending; several comma-separated; or sort[field]=asc|desc' })),
   order: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'order[field]=asc|desc' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT, description: 'records in the answer (above 50 too); the same as pageSize' })),
+  pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, default: DEFAULT_LIMIT, description: 'the same as limit; both given and different: 400' })),
   offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+  autoWindow: Type.Optional(Type.Boolean({ description: 'accepted and not needed (docs/api.md)' })),
 });
 
 /** List and search share this: parse (400s), ask the portal, present (the JSON text is written directly). */
