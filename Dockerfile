@@ -3,7 +3,7 @@
 # test/deploy/deploy-files.test.ts keeps it consistent with package.json (build, start) and compose.yaml.
 
 # --- build: compile TypeScript, then keep only the runtime dependencies -----------------
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 downloads a prebuilt binary when one matches; these build it when none does.
 RUN apt-get update \
@@ -12,12 +12,13 @@ RUN apt-get update \
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build-if-stale.mjs ./scripts/build-if-stale.mjs
 COPY src ./src
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
 # --- runtime -----------------------------------------------------------------------------
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \

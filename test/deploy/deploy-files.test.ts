@@ -93,7 +93,9 @@ describe('Dockerfile', () => {
     assert.ok(instructions.filter((l) => l.startsWith('FROM ')).length >= 2, 'two stages at least');
     assert.ok(instructions.some((l) => /^RUN npm ci\b/.test(l)), 'installs from the lockfile');
     assert.ok(instructions.some((l) => l.startsWith('RUN npm run build')), 'compiles with npm run build');
-    assert.equal(pkg.scripts.build, 'tsc -p tsconfig.build.json');
+    assert.equal(pkg.scripts.build, 'node scripts/build-if-stale.mjs --force');
+    assert.ok(instructions.some((l) => l.startsWith('COPY scripts/build-if-stale.mjs')), 'the build script itself');
+    assert.ok(instructions.filter((l) => l.startsWith('FROM ')).every((l) => /^FROM node:(2[2-9]|[3-9]\d)\b/.test(l)), 'a supported Node (engines: >=22.12)');
     assert.ok(instructions.some((l) => l.startsWith('COPY tsconfig.json tsconfig.build.json')), 'the files the build script needs');
     assert.ok(last.some((l) => /^COPY --from=build \/app\/dist /.test(l)), 'the runtime stage takes the compiled code');
     const user = last.filter((l) => l.startsWith('USER ')).at(-1);
@@ -103,7 +105,7 @@ describe('Dockerfile', () => {
   it('starts `node dist/...` directly with the flags of npm start, so that signals reach the server; HEALTHCHECK asks /ready', () => {
     const cmd = JSON.parse(last.find((l) => l.startsWith('CMD '))!.slice(4)) as string[];
     assert.equal(cmd[0], 'node', 'node itself, not npm or a shell');
-    assert.equal(cmd.join(' '), pkg.scripts.start, 'the same command as npm start');
+    assert.equal(cmd.join(' '), pkg.scripts.start.replace(/^exec /, ''), 'the same command as npm start (which execs it)');
     assert.ok(cmd.includes(pkg.bin.smartproc), 'the CLI entry point of package.json');
     const healthcheck = last.find((l) => l.startsWith('HEALTHCHECK '));
     assert.match(healthcheck ?? '', /\/ready/);
