@@ -580,11 +580,9 @@ export class Bitrix24Types implements SmartProcessTypes {
     const missing: number[] = [];
     for (const id of new Set(entityTypeIds)) {
       const hit = this.cache.peek<TypeCard | null>(`card:${id}`);
+      // peek counts the hit.
       if (hit === undefined) missing.push(id);
-      else {
-        bitrix24CacheStats.hits++;
-        out.set(id, { ok: true, value: hit });
-      }
+      else out.set(id, { ok: true, value: hit });
     }
     const alone = async (id: number) => {
       try {
