@@ -26,7 +26,7 @@ import oauthRoutes from './http/routes/oauth.js';
 import oauthPages from './http/routes/oauth-pages.js';
 import { UserAuthorization } from './access/user-authorization.js';
 import { Bitrix24UserAuthorization } from './portals/bitrix24/user-authorization.js';
-import { safeLogger, publicUrlOf } from './http/log-safety.js';
+import { publicUrlOf } from './http/public-url.js';
 import smartProcessRoutes from './http/routes/smart-processes/index.js';
 import batchRoutes from './http/routes/batch.js';
 import type { Services } from './http/services.js';
@@ -84,10 +84,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const store = options.store ?? openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   await migrate(store);
   const metrics = new Metrics({ version, store: store.dialect });
-  const logger = safeLogger(withRedaction(options.logger ?? { level: config.logLevel }));
+  const logger = withRedaction(options.logger ?? { level: config.logLevel });
   const observer = logger ? new RequestObserver(metrics) : new RequestObserver(metrics).withoutLogger();
   const app = Fastify({
-    // Secrets are censored in every line (LOG_REDACT) and secret query values masked (src/http/log-safety.ts);
+    // Secrets are censored in every line (LOG_REDACT) and secret query values masked (withRedaction);
     // one line per request (RequestObserver, which also feeds the metrics).
     logger,
     logController: observer,

@@ -38,11 +38,47 @@ export function maskPath(url: string): string {
   return path.replace(SECRET_TOKEN, (token) => `${token.slice(0, token.indexOf('_', 5) + 1)}***`).replace(WEBHOOK_SECRET, '$1***');
 }
 
-/** The logger options of buildApp: the caller's (level, stream...) with LOG_REDACT added. */
+/**
+ * Query parameters whose values are secrets or single-use credentials: the application key
+ * and state of GET /v1/oauth/authorize and /poll, Bitrix24's code and our flow secret at
+ * /oauth/callback and /oauth/sandbox, and OAuth names in general. Their values never reach a
+ * log line; the rest of the URL does.
+ */
+const SECRET_PARAMS = /([?&](?:app_key|code|state|flow|access_token|refresh_token|token|auth|client_secret|api_key)=)[^&#]*/gi;
+
+function maskUrl(url: string): string {
+  return url.includes('?') ? url.replace(SECRET_PARAMS, '$1***') : url;
+}
+
+interface LoggedRequest {
+  method: string;
+  url: string;
+  host?: string;
+  socket?: { remoteAddress?: string; remotePort?: number };
+  headers?: Record<string, unknown>;
+}
+
+/** Fastify's request serializer with the URL masked. */
+function serializeRequest(request: LoggedRequest) {
+  return {
+    method: request.method,
+    url: maskUrl(request.url),
+    host: request.host ?? request.headers?.host,
+    remoteAddress: request.socket?.remoteAddress,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
+/**
+ * The logger options of buildApp: the caller's (level, stream...) with LOG_REDACT and a
+ * request serializer whose URL has secret query values masked (a logger instance is left as it is).
+ */
 export function withRedaction(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
   if (!logger) return logger;
-  if (logger === true) return { redact: LOG_REDACT };
-  return { redact: LOG_REDACT, ...logger };
+  if (logger === true) return { redact: LOG_REDACT, serializers: { req: serializeRequest as never } };
+  if (typeof (logger as { child?: unknown }).child === 'function') return logger;
+  const options = logger as { serializers?: Record<string, unknown> };
+  return { redact: LOG_REDACT, ...logger, serializers: { req: serializeRequest, ...options.serializers } } as FastifyServerOptions['logger'];
 }
 
 export class RequestObserver extends LogController {

@@ -10,7 +10,7 @@ import { CreateTypeBodySchema, PatchTypeBodySchema, type CreateTypeBody, type Pa
 import { ApiError, ERROR_TABLE, typeNotFound } from '../errors.js';
 import type { Settled, SmartProcessTypes } from '../portals/portal.js';
 import { checkBody } from './body-validator.js';
-import { createType, deleteType, TYPE_READ as READ, TYPE_WRITE as WRITE, parseTypeListQuery, renderTypeList, requireType, typeFieldsData, updateType, type TypeCall } from './smart-process-types.js';
+import { createType, deleteType, TYPE_READ as READ, TYPE_WRITE as WRITE, parseTypeListQuery, renderTypeList, getType, typeFieldsData, updateType, type TypeCall } from './smart-process-types.js';
 
 /**
  * Runs the calls of `POST /v1/batch` and the items of `POST /v1/smart-processes/batch`
@@ -165,7 +165,7 @@ function updateStep(entityTypeId: number, body: unknown, relocate: (e: ApiError)
     kind: 'write',
     relocate,
     run: async (c) => {
-      const seen = await requireType(c, entityTypeId);
+      const seen = await getType(c, entityTypeId);
       checkBody(PatchTypeBodySchema, body, 'body');
       return written(await updateType(c, entityTypeId, body as PatchTypeBody, undefined, seen), c.timeZone);
     },

@@ -68,16 +68,11 @@ export async function listTypes(call: TypeCall, raw: unknown, source: Source): P
   return renderTypeList(query, await call.portal.types.list(query, call.context), call.timeZone);
 }
 
-/** GET /v1/smart-processes/:entityTypeId. */
+/** GET /v1/smart-processes/:entityTypeId; also PATCH's existence check (contract §4: 404 before any body problem), whose card the write may start from (WriteOptions.seen). */
 export async function getType(call: TypeCall, entityTypeId: number): Promise<TypeCard> {
   const card = await call.portal.types.get(entityTypeId, call.context);
   if (!card) throw typeNotFound(entityTypeId);
   return card;
-}
-
-/** The existence check of PATCH (contract §4: 404 before any body problem): the card found, which the write may start from (WriteOptions.seen). */
-export async function requireType(call: TypeCall, entityTypeId: number): Promise<TypeCard> {
-  return getType(call, entityTypeId);
 }
 
 /** POST /v1/smart-processes (body checked against CreateTypeBodySchema). */

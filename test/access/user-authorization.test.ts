@@ -5,7 +5,7 @@ import { captureLogs } from '../helpers/log-capture.js';
 import { expectError, expectValidationError } from '../helpers/expect.js';
 import { hashSecret } from '../../src/access/tokens.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { publicUrlOf } from '../../src/http/log-safety.js';
+import { publicUrlOf } from '../../src/http/public-url.js';
 
 /**
  * Issue 10: user authorization of application keys on a local portal (the sandbox consent

@@ -3,7 +3,7 @@ import { EntityTypeIdParamsSchema, PatchTypeBodySchema, TypeCardSchema } from '.
 import { BODY_ERRORS, writeEnvelope, errorResponses, PORTAL_ACCESS_ERRORS } from '../../schemas.js';
 import type { TypeCard } from '../../../domain/smart-process-type/card.js';
 import { ifMatchOf, portalCall } from '../../portal-route.js';
-import { requireType, updateType } from '../../../operations/smart-process-types.js';
+import { getType, updateType } from '../../../operations/smart-process-types.js';
 import { entityTypeIdFrom, sendCard, TAGS, WRITE } from './shared.js';
 
 /** The card the existence check found, per request: the write may start from it (WriteOptions.seen). */
@@ -15,7 +15,7 @@ const updateRoute: FastifyPluginAsyncTypebox = async (app) => {
     // Contract §4 order: access → path → existence → body. Fastify validates the body after preValidation.
     preValidation: async (request) => {
       const entityTypeId = entityTypeIdFrom(request);
-      seenCards.set(request, await requireType(portalCall(request), entityTypeId));
+      seenCards.set(request, await getType(portalCall(request), entityTypeId));
       if (request.body === undefined) request.body = {};
     },
     schema: {
