@@ -39,7 +39,7 @@ import { PortalBudgets } from './portals/bitrix24/budget.js';
 import operationsRoutes from './http/routes/operations.js';
 import { Metrics } from './observability/metrics.js';
 import { Readiness } from './observability/readiness.js';
-import { RequestObserver, withRedaction } from './observability/request-log.js';
+import { RequestObserver, requestLogger, withRedaction } from './observability/request-log.js';
 
 /** package.json is one level up from src/ and two from dist/src/. */
 function packageVersion(): string {
@@ -91,6 +91,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // one line per request (RequestObserver, which also feeds the metrics).
     logger,
     logController: observer,
+    childLoggerFactory: requestLogger,
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy ?? false,
     requestIdHeader: false,

@@ -81,6 +81,84 @@ export function withRedaction(logger: FastifyServerOptions['logger']): FastifySe
   return { redact: LOG_REDACT, ...logger, serializers: { req: serializeRequest, ...options.serializers } } as FastifyServerOptions['logger'];
 }
 
+type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+type LogArgs = Parameters<FastifyBaseLogger['info']>;
+
+/**
+ * A request's logger that becomes a pino child (with the request id bound) only when it
+ * writes a line. Fastify makes a child logger for every request; with `redact` set, pino runs
+ * the redaction over the bindings of each one, which cost several microseconds per request
+ * even when nothing of the request is logged (LOG_LEVEL=warn and a 200 answer). The lines it
+ * writes are the child's: same bindings, same redaction.
+ */
+class RequestLogger {
+  #child: FastifyBaseLogger | null = null;
+  constructor(
+    private readonly parent: FastifyBaseLogger,
+    private readonly bound: Record<string, unknown>,
+  ) {}
+
+  private get made(): FastifyBaseLogger {
+    return (this.#child ??= this.parent.child(this.bound));
+  }
+
+  get level(): string {
+    return (this.#child ?? this.parent).level;
+  }
+
+  set level(level: string) {
+    this.made.level = level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return ((this.#child ?? this.parent) as FastifyBaseLogger & { isLevelEnabled(level: string): boolean }).isLevelEnabled(level);
+  }
+
+  private write(level: Level, args: LogArgs): void {
+    if (!this.isLevelEnabled(level)) return;
+    const child = this.made;
+    (child[level] as (...args: LogArgs) => void).apply(child, args);
+  }
+
+  fatal(...args: LogArgs): void {
+    this.write('fatal', args);
+  }
+  error(...args: LogArgs): void {
+    this.write('error', args);
+  }
+  warn(...args: LogArgs): void {
+    this.write('warn', args);
+  }
+  info(...args: LogArgs): void {
+    this.write('info', args);
+  }
+  debug(...args: LogArgs): void {
+    this.write('debug', args);
+  }
+  trace(...args: LogArgs): void {
+    this.write('trace', args);
+  }
+  silent(): void {}
+
+  child(...args: Parameters<FastifyBaseLogger['child']>): FastifyBaseLogger {
+    return this.made.child(...args);
+  }
+
+  bindings(): Record<string, unknown> {
+    return (this.made as FastifyBaseLogger & { bindings(): Record<string, unknown> }).bindings();
+  }
+}
+
+/**
+ * Fastify's `childLoggerFactory`: a RequestLogger, or the logger's own child when the route
+ * sets its own level or serializers, or the logger is not pino (no `isLevelEnabled`).
+ */
+export function requestLogger(logger: FastifyBaseLogger, bindings: Record<string, unknown>, options: object): FastifyBaseLogger {
+  if (typeof (logger as { isLevelEnabled?: unknown }).isLevelEnabled !== 'function') return logger.child(bindings, options);
+  for (const _ in options) return logger.child(bindings, options);
+  return new RequestLogger(logger, bindings) as unknown as FastifyBaseLogger;
+}
+
 export class RequestObserver extends LogController {
   constructor(private readonly metrics: Metrics) {
     super({});
