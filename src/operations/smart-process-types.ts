@@ -46,19 +46,23 @@ export interface RenderedList {
 
 /**
  * Rendered pages, by page object: a page the portal keeps (docs/architecture.md, "Caches")
- * is rendered once. `view` holds what else the text depends on (a portal may give one page
- * object to queries that differ in select).
+ * is rendered once per view. The view holds what else the text depends on: one page object
+ * serves queries that differ in select (and time zone), so a few views are kept per page.
  */
-const renderedPages = new WeakMap<object, { view: string; rendered: RenderedList }>();
+const renderedPages = new WeakMap<object, Map<string, RenderedList>>();
+const VIEWS_PER_PAGE = 8;
 
 export function renderTypeList(query: ListQuery, page: { records: TypeRecord[]; total: number }, timeZone: string): RenderedList {
-  const view = `${timeZone}|${query.limit}|${query.offset}|${query.select?.join(',') ?? '*'}`;
-  const known = renderedPages.get(page);
-  if (known && known.view === view) return known.rendered;
+  const view = query.select ? `${timeZone}|${query.limit}|${query.offset}|${query.select.join(',')}` : `${timeZone}|${query.limit}|${query.offset}`;
+  let views = renderedPages.get(page);
+  const known = views?.get(view);
+  if (known) return known;
   const meta = { total: page.total, limit: query.limit, offset: query.offset, hasMore: query.offset + page.records.length < page.total };
   const itemsJson = listItemsJson(page.records, timeZone, query.select);
   const rendered = { itemsJson, meta, body: `{"success":true,"data":${itemsJson},"meta":${JSON.stringify(meta)}}` };
-  renderedPages.set(page, { view, rendered });
+  if (!views) renderedPages.set(page, (views = new Map()));
+  else if (views.size >= VIEWS_PER_PAGE) views.clear();
+  views.set(view, rendered);
   return rendered;
 }
 

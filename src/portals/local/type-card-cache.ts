@@ -1,3 +1,4 @@
+import type { ListQuery } from '../../domain/list-query.js';
 import type { TypeCard, TypeRecord } from '../../domain/smart-process-type/card.js';
 
 /** A page of a list as the store gave it. */
@@ -42,9 +43,17 @@ export interface TypeCache {
 export const MAX_PAGES = 256;
 export const MAX_PAGE_ROWS = 20_000;
 
-/** The key of a list query: every part of it, a filter's field by name. */
-export function pageKey(query: object): string {
-  return JSON.stringify(query, (key, value: unknown) => (key === 'field' && typeof value === 'object' && value !== null && 'name' in value ? (value as { name: string }).name : value));
+/**
+ * The key of a list query's page: the filter (a field by name), the order, limit and offset.
+ * Not `select`: the page holds whole records whatever the select, and the answer applies it
+ * (one page object serves queries that differ only in select). Built by hand: a
+ * JSON.stringify replacer cost more than the rest of a cached list's lookup.
+ */
+export function pageKey(query: ListQuery): string {
+  let key = `${query.limit}|${query.offset}|`;
+  for (const sort of query.sort) key += `${sort.field} ${sort.direction},`;
+  if (query.conditions.length) key += `|${JSON.stringify(query.conditions.map((c) => [c.field.name, c.op, c.value]))}`;
+  return key;
 }
 
 /** Pages by key, bounded by MAX_PAGES and MAX_PAGE_ROWS (over either, all are dropped: a cheap, rare reset). */
