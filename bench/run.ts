@@ -43,11 +43,14 @@ const CONNECTIONS = Math.round(numberFromEnv('BENCH_CONNECTIONS', 32, 1, 1024));
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 /**
- * GET /v1/smart-processes?limit=50 before issue 11, on the 2-core reference machine: about
- * 1,000-2,200 req/s and 818 us of server CPU per request. The list target is 4x that; the
- * req/s target uses the upper end.
+ * GET /v1/smart-processes?limit=50 before issue 11 (commit 13ae710), measured by this bench
+ * on the 2-core reference machine, in one run: 2,188 req/s while the bare-Fastify ceiling
+ * (0a) served 45,028 req/s, i.e. 0.0486 of the ceiling. Machines differ several-fold (the
+ * ceiling has measured 16,000-45,000 req/s on machines of the same kind), so the 4x target
+ * is taken against the ceiling measured in the same run: (c / 0a) / 0.0486 >= 4.
  */
-const LIST_BEFORE = { rps: 2200, usPerRequest: 818 };
+const LIST_BEFORE = { rps: 2188, ceilingRps: 45028 };
+const LIST_BEFORE_OF_CEILING = LIST_BEFORE.rps / LIST_BEFORE.ceilingRps;
 const TYPE_COUNT = 50;
 /** Proxy rows: the fake Bitrix24 portal's limits (a standard plan), the types seeded there, and the connections of the mixed row. */
 const PROXY_LIMITS = { burst: 50, perSecond: 2 };
@@ -693,7 +696,9 @@ function report(): void {
   }
   const c = row('c');
   const c2 = row('c2');
-  add(`list of ${TYPE_COUNT} (c) req/s / ${LIST_BEFORE.rps} (before issue 11)`, `>= ${TARGET.listSpeedup}`, c ? c.rps / LIST_BEFORE.rps : null, 2, c ? c.rps / LIST_BEFORE.rps >= TARGET.listSpeedup : null);
+  const a0 = a ? ceilingOf(a) : undefined;
+  const listSpeedup = c && a0 ? c.rps / a0.rps / LIST_BEFORE_OF_CEILING : null;
+  add(`list of ${TYPE_COUNT} (c): (c / ceiling ${a0?.id ?? '-'}) / ${fmt(LIST_BEFORE_OF_CEILING, 4)} (before issue 11)`, `>= ${TARGET.listSpeedup}`, listSpeedup, 2, listSpeedup === null ? null : listSpeedup >= TARGET.listSpeedup);
   add('list with select=id,title (c2) us/req < whole items (c) us/req', '< 1', c && c2 ? c2.serverUsPerRequest / c.serverUsPerRequest : null, 3, c && c2 ? c2.serverUsPerRequest < c.serverUsPerRequest : null);
   const g1 = row('g1');
   const g2 = row('g2');
@@ -708,7 +713,7 @@ function report(): void {
   const costRatio = (r: Row | undefined) => (r && ceilingOf(r) ? ceilingOf(r)!.serverUsPerRequest / r.serverUsPerRequest : null);
   targets.push(['info: GET card (a) by CPU cost: ceiling us/req / a us/req', `(${TARGET.getCardOfCeiling})`, fmt(costRatio(a) ?? Number.NaN, 3), 'info']);
   targets.push(['info: PATCH (b) by CPU cost: ceiling us/req / b us/req', `(${TARGET.patchOfCeiling})`, fmt(costRatio(b) ?? Number.NaN, 3), 'info']);
-  if (c) targets.push([`info: list (c) by CPU cost: ${LIST_BEFORE.usPerRequest} us/req before issue 11 / c us/req`, `(${TARGET.listSpeedup})`, fmt(LIST_BEFORE.usPerRequest / c.serverUsPerRequest, 2), 'info']);
+  if (c && a0) targets.push([`info: list (c) req/s as a share of the ceiling (${a0.id}); before issue 11: ${fmt(LIST_BEFORE_OF_CEILING, 4)}`, 'reported', fmt(c.rps / a0.rps, 4), 'info']);
   targets.push(['info: PostgreSQL GET card (g1) by CPU cost: ceiling us/req / g1 us/req', `(${TARGET.pgGetCardOfCeiling})`, fmt(costRatio(g1) ?? Number.NaN, 3), 'info']);
   const h1 = row('h1');
   const h2 = row('h2');
