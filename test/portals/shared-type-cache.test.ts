@@ -264,3 +264,96 @@ describe('cards and list pages cached per instance on PostgreSQL + Redis', { ski
     }
   });
 });
+
+/** A PATCH with headers of its own (If-Match, X-Request-Id). */
+function patchWith(instance: Instance, url: string, body: unknown, headers: Record<string, string>) {
+  return instance.app.inject({ method: 'PATCH', url, headers: { ...headers, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+}
+
+describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/portals/local/patch-group.ts)', { skip: SKIP }, () => {
+  it('sent at once to one instance: written in fewer statements than PATCHes, each answered with its own version, one audit entry each, chained', { timeout: 60_000 }, async () => {
+    const { a, close } = await twoInstances();
+    try {
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'T', entityTypeId: 1100 })).status, 201);
+      let statements = 0;
+      const write = a.store.write.bind(a.store);
+      a.store.write = ((work, committed, options) => (options?.singleStatement && statements++, write(work, committed, options))) as Store['write'];
+      const titles = Array.from({ length: 24 }, (_, i) => `Title ${i}`);
+      const answers = await Promise.all(titles.map((title) => a.call('PATCH', '/v1/smart-processes/1100', { title })));
+      for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.json));
+      answers.forEach((answer, i) => assert.equal(answer.json.data.title, titles[i], 'each PATCH is answered with its own change'));
+      assert.ok(statements < titles.length, `grouped: ${statements} statements for ${titles.length} PATCHes`);
+
+      const [row] = await a.store.db.selectFrom('smart_process_types').select(['version', 'title']).where('entity_type_id', '=', 1100).execute();
+      assert.equal(row.version, 1 + titles.length, 'one version per PATCH');
+      const history = (await a.call('GET', '/v1/smart-processes/1100/history?limit=100')).json.data as { action: string; changes: { title: { before: string; after: string } } }[];
+      const updates = history.filter((entry) => entry.action === 'update').reverse();
+      assert.equal(updates.length, titles.length, 'one audit entry per PATCH');
+      assert.equal(updates[0].changes.title.before, 'T');
+      for (let i = 1; i < updates.length; i++) assert.equal(updates[i].changes.title.before, updates[i - 1].changes.title.after, 'each entry starts where the previous one ended');
+      assert.equal(updates.at(-1)!.changes.title.after, row.title, 'the row holds the last PATCH');
+      assert.deepEqual(new Set(updates.map((u) => u.changes.title.after)), new Set(titles));
+    } finally {
+      await close();
+    }
+  });
+
+  it('If-Match inside a group: of PATCHes sent at once with the same ETag exactly one is written, the others are 412', { timeout: 60_000 }, async () => {
+    const { a, close } = await twoInstances();
+    try {
+      const created = await a.app.inject({ method: 'POST', url: '/v1/smart-processes', headers: { 'x-api-key': await keyOf(a), 'content-type': 'application/json' }, payload: JSON.stringify({ title: 'Guarded', entityTypeId: 1102 }) });
+      assert.equal(created.statusCode, 201);
+      const etag = String(created.headers.etag);
+      const key = await keyOf(a);
+      const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => patchWith(a, '/v1/smart-processes/1102', { title: `Guarded ${i}` }, { 'x-api-key': key, 'if-match': etag })));
+      const statuses = answers.map((answer) => answer.statusCode).sort();
+      assert.deepEqual(statuses, [200, ...Array(9).fill(412)], JSON.stringify(answers.map((answer) => answer.json())));
+      const [row] = await a.store.db.selectFrom('smart_process_types').select('version').where('entity_type_id', '=', 1102).execute();
+      assert.equal(row.version, 2);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a group whose statement fails: its PATCHes all fail, and the row and the audit trail hold exactly the PATCHes that were answered 200', { timeout: 60_000 }, async () => {
+    const { a, close } = await twoInstances();
+    try {
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Poisoned', entityTypeId: 1104 })).status, 201);
+      // An audit entry with this request id cannot be stored: the statement that carries it fails as a whole.
+      await sqlOn(a.store, `alter table audit_log add constraint no_poison check (request_id is distinct from 'poison')`);
+      const key = await keyOf(a);
+      const answers = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => patchWith(a, '/v1/smart-processes/1104', { title: `Poisoned ${i}` }, { 'x-api-key': key, 'x-request-id': i === 5 ? 'poison' : `req-${i}` })),
+      );
+      assert.notEqual(answers[5].statusCode, 200, 'the PATCH whose entry cannot be stored fails');
+      for (const answer of answers) assert.ok(answer.statusCode === 200 || answer.statusCode >= 500, `${answer.statusCode} ${answer.body}`);
+      const ok = answers.filter((answer) => answer.statusCode === 200);
+      const [row] = await a.store.db.selectFrom('smart_process_types').select(['version', 'title']).where('entity_type_id', '=', 1104).execute();
+      assert.equal(row.version, 1 + ok.length, 'one version per PATCH answered 200, none for the failed ones');
+      const entries = await a.store.db.selectFrom('audit_log').select(['request_id']).where('resource', '=', 'type').where('resource_id', '=', '1104').where('action', '=', 'update').execute();
+      assert.deepEqual(entries.map((e) => e.request_id).sort(), ok.map((answer) => String(answer.headers['x-request-id'])).sort(), 'an audit entry for each PATCH answered 200, and only for those');
+      if (ok.length) assert.ok(ok.some((answer) => answer.json().data.title === row.title), 'the row holds a PATCH that was answered 200');
+      else assert.equal(row.title, 'Poisoned');
+    } finally {
+      await sqlOn(a.store, 'alter table audit_log drop constraint if exists no_poison').catch(() => undefined);
+      await close();
+    }
+  });
+});
+
+const keys = new WeakMap<Instance, string>();
+/** A key of the instance's portal (made once per instance). */
+async function keyOf(instance: Instance): Promise<string> {
+  let key = keys.get(instance);
+  if (!key) {
+    const portal = await instance.store.db.selectFrom('portals').select('id').executeTakeFirstOrThrow();
+    key = (await instance.app.services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], userId: 7, requestsPerSecond: null }, null)).secret;
+    keys.set(instance, key);
+  }
+  return key;
+}
+
+async function sqlOn(store: Store, text: string): Promise<void> {
+  const { sql } = await import('kysely');
+  await sql.raw(text).execute(store.db);
+}

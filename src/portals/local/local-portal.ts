@@ -7,7 +7,8 @@ import type { AuditRepository, PortalsRepository, Store, TypesRepository } from 
 import type { AuditContext, Changes } from '../../domain/audit.js';
 import { edgeChanges, otherEndsChanged, recordChanges, storedEdgesOf, wholeType } from '../../domain/smart-process-type/changes.js';
 import { checkIfMatch, type Actor, type Portal, type Readiness, type SmartProcessTypes, type WriteOptions } from '../portal.js';
-import { pageKey, TypeCardCache, type TypeCache, type TypePage } from './type-card-cache.js';
+import { applyPatch, PatchGroups, scalarChanged } from './patch-group.js';
+import { pageKey, TypeCardCache, type CacheTicket, type TypeCache, type TypePage } from './type-card-cache.js';
 import type { PortalRecord } from '../../domain/records.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -86,8 +87,13 @@ export class LocalTypes implements SmartProcessTypes {
   private readonly cards: TypeCardCache | null;
 
   /** `cache`: cards and list pages kept in memory (docs/architecture.md, "Caches"); null: every read goes to the store. */
+  /** PostgreSQL with the shared cache: PATCHes of a type's own fields, grouped per type (patch-group.ts). */
+  private readonly groups: PatchGroups | null;
+
   constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cache: TypeCache | null = null) {
     this.cards = cache instanceof TypeCardCache ? cache : null;
+    const settle = cache?.settle?.bind(cache);
+    this.groups = settle ? new PatchGroups({ portalId: record.id, store, read: (id) => this.get(id), readStored: (id) => this.readCard(id), settle }) : null;
   }
 
 
@@ -162,9 +168,32 @@ export class LocalTypes implements SmartProcessTypes {
     if (!ticket) return this.readCard(entityTypeId);
     const kept = cache.card(ticket, portalId, entityTypeId);
     if (kept) return kept;
-    const card = await this.readCard(entityTypeId);
+    const card = await this.readUnder(ticket, entityTypeId);
     if (card) cache.keepCard(ticket, portalId, entityTypeId, card);
     return card;
+  }
+
+  /** Store reads of a card under way, by card and token (PostgreSQL). */
+  private readonly reading = new Map<string, Promise<TypeCard | null>>();
+
+  /**
+   * The card from the store, for a read holding `ticket`. On PostgreSQL, reads of one card
+   * that hold the same token share one store read: that read started after its own ticket
+   * was taken, so it is as current as a card kept under that token, which the cache would
+   * serve them anyway (shared-type-cache.ts: any write answered before a read started has
+   * changed the token that read gets). Under a stream of PATCHes every write changes the
+   * token, and the existence checks of the PATCHes waiting meanwhile read the card once
+   * per token instead of once each.
+   */
+  private readUnder(ticket: CacheTicket, entityTypeId: number): Promise<TypeCard | null> {
+    if (ticket.token === undefined) return this.readCard(entityTypeId);
+    const key = `${entityTypeId}|${ticket.token}`;
+    let read = this.reading.get(key);
+    if (!read) {
+      read = this.readCard(entityTypeId).finally(() => this.reading.delete(key));
+      this.reading.set(key, read);
+    }
+    return read;
   }
 
   private async readCard(entityTypeId: number): Promise<TypeCard | null> {
@@ -246,40 +275,11 @@ export class LocalTypes implements SmartProcessTypes {
     const keep = patch.relations ? undefined : (card: TypeCard) => card;
     // Types seen at the other end of this type's edges, kept across runs of the transaction (LockOrderRestart).
     const seen = new Set<number>();
-    // PostgreSQL with the shared cache: a PATCH of the type's own fields starts from its card as of this request
-    // (the one its existence check found, else read now; the write checks its version).
-    const start = this.cache?.settle && !patch.relations && patch.code === undefined ? (options.seen ?? (await this.get(entityTypeId))) : null;
-    if (start) {
-      assertVersion(start.record, options);
-      const next = applyPatch(start.record, patch);
-      if (!scalarChanged(start.record, next)) return start;
-      // One statement, without a transaction around it: written only if the row is still at the card's version,
-      // its audit entry with it (the before values are the card's: the row is written only at that version).
-      const entry = { at: Date.now(), portalId, resource: 'type' as const, resourceId: String(entityTypeId), action: 'update' as const, context: actor.audit, changes: recordChanges(start.record, next) };
-      const written = await this.store.write(
-        ({ repos }) =>
-          repos.types.updateIfVersion(
-            portalId,
-            entityTypeId,
-            start.record.version,
-            {
-              title: patch.title ?? null,
-              flagsMask: patch.flags?.mask ?? 0,
-              flagsValues: patch.flags?.values ?? 0,
-              linkedUserFields: patch.linkedUserFields ?? null,
-              updatedBy: actor.userId,
-              updatedTime: nowSeconds(),
-            },
-            entry,
-          ),
-        undefined,
-        { singleStatement: true },
-      );
-      if (written) {
-        await this.cache!.settle!(portalId, performance.now());
-        return { record: written, relations: relationsOf(written, storedEdgesOf(start)) };
-      }
-      // Not at that version any more (changed or deleted meanwhile): the full path below.
+    // PostgreSQL with the shared cache: PATCHes of the type's own fields are grouped per type, one statement and one commit a group (patch-group.ts).
+    if (this.groups && !patch.relations && patch.code === undefined) {
+      const card = await this.groups.submit(entityTypeId, patch, actor, options);
+      if (card) return card;
+      // Not found, or the row kept changing under the group: the full path below, alone.
     }
     try {
       return await this.transaction(async (scope) => {
@@ -441,20 +441,6 @@ function edgesAfter(edges: readonly Edge[], self: number, relations: RelationsCh
 }
 
 /** The record with a PATCH's own fields applied (relations aside). */
-function applyPatch(current: TypeRecord, patch: TypePatch): TypeRecord {
-  const next: TypeRecord = { ...current };
-  if (patch.title !== undefined) next.title = patch.title;
-  if (patch.code !== undefined) next.code = patch.code;
-  if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
-  if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
-  return next;
-}
-
-function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
-  return next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
-}
-
-
 function assertVersion(current: TypeRecord, options: WriteOptions): void {
   checkIfMatch(options, current.version);
 }

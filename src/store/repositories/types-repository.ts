@@ -245,40 +245,38 @@ export class TypesRepository extends Repository {
   }
 
   /**
-   * A PATCH of a type's own fields (no relations, no code) in one statement, written only
-   * if the row is still at `version`: the title when given, the flag bits named in the mask,
-   * linkedUserFields when given; the version moves on. Fields the PATCH does not name keep
-   * what the row holds. The row as written, or null when it was not at `version` (changed
-   * or deleted meanwhile).
+   * PostgreSQL: writes `next` (its title, flags, linkedUserFields, updatedBy, updatedTime and
+   * version) over the row only if the row is still at `version`, and the audit entries with it,
+   * in one statement (a data-modifying CTE; the entries are one JSON parameter, so the
+   * statement is the same whatever their number). The PATCHes of one type that an instance
+   * groups (src/portals/local/patch-group.ts) are written so: one statement, one commit.
+   * True when written; false when the row was not at `version` (changed or deleted meanwhile).
    */
-  async updateIfVersion(
-    portalId: number,
-    entityTypeId: number,
-    version: number,
-    change: { title: string | null; flagsMask: number; flagsValues: number; linkedUserFields: number | null; updatedBy: number; updatedTime: number },
-    entry?: AuditEntryInput,
-  ): Promise<TypeRecord | null> {
-    const p = (n: number) => sql.raw(this.dialect === 'postgres' ? `$${n}` : '?');
-    const cast = this.dialect === 'postgres' ? sql.raw('::integer') : sql.raw('');
-    const params: unknown[] = [change.title, change.title === null ? null : change.title.toLowerCase(), change.flagsMask, change.flagsValues, change.linkedUserFields, change.updatedBy, change.updatedTime, portalId, entityTypeId, version];
-    const update = sql`update smart_process_types set title = coalesce(${p(1)}, title), title_lower = coalesce(${p(2)}, title_lower), flags = (flags & ~(${p(3)}${cast})) | ${p(4)}${cast}, linked_user_fields = coalesce(${p(5)}${cast}, linked_user_fields), updated_by = ${p(6)}, updated_time = ${p(7)}, version = version + 1 where portal_id = ${p(8)} and entity_type_id = ${p(9)} and version = ${p(10)} returning ${sql.join(RECORD_COLUMNS.map((c) => sql.ref(c)))}`;
-    if (!entry) {
-      const rows = await this.run<Row>('update-if-version', () => ({ compile: () => update.compile(this.db) }), params);
-      return rows.length ? toRecord(rows[0]) : null;
-    }
-    // The change's audit entry in the same statement (PostgreSQL: a data-modifying CTE), written only when the row was.
-    if (this.dialect !== 'postgres') throw new Error('updateIfVersion with an audit entry is a PostgreSQL statement');
-    const c = entry.context;
-    params.push(entry.at, entry.portalId, entry.resource, entry.resourceId, entry.action, c.actor, c.keyId, c.keyKind, c.userId, c.requestId, c.clientIp, JSON.stringify(entry.changes));
-    const rows = await this.run<Row>(
-      'update-if-version-audited',
+  async writeIfVersion(portalId: number, version: number, next: TypeRecord, entries: readonly AuditEntryInput[]): Promise<boolean> {
+    if (this.dialect !== 'postgres') throw new Error('writeIfVersion is a PostgreSQL statement');
+    const audit = entries.map((e) => ({
+      at: e.at,
+      portal_id: e.portalId,
+      resource: e.resource,
+      resource_id: e.resourceId,
+      action: e.action,
+      actor: e.context.actor,
+      key_id: e.context.keyId,
+      key_kind: e.context.keyKind,
+      user_id: e.context.userId,
+      request_id: e.context.requestId,
+      client_ip: e.context.clientIp,
+      changes: JSON.stringify(e.changes),
+    }));
+    const rows = await this.run<{ version: number }>(
+      'write-if-version',
       () => ({
         compile: () =>
-          sql`with u as (${update}), a as (insert into audit_log (at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes) select ${p(11)}::bigint, ${p(12)}::integer, ${p(13)}::text, ${p(14)}::text, ${p(15)}::text, ${p(16)}::text, ${p(17)}::text, ${p(18)}::text, ${p(19)}::integer, ${p(20)}::text, ${p(21)}::text, ${p(22)}::text from u) select * from u`.compile(this.db),
+          sql`with u as (update smart_process_types set title = $1, title_lower = $2, flags = $3::integer, linked_user_fields = $4::integer, updated_by = $5::integer, updated_time = $6::bigint, version = $7::integer where portal_id = $8 and entity_type_id = $9 and version = $10 returning version), a as (insert into audit_log (at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes) select e.at, e.portal_id, e.resource, e.resource_id, e.action, e.actor, e.key_id, e.key_kind, e.user_id, e.request_id, e.client_ip, e.changes from u, rows from (jsonb_to_recordset($11::jsonb) as (at bigint, portal_id integer, resource text, resource_id text, action text, actor text, key_id text, key_kind text, user_id integer, request_id text, client_ip text, changes text)) with ordinality as e(at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes, n) order by e.n) select version from u`.compile(this.db),
       }),
-      params,
+      [next.title, next.title.toLowerCase(), next.flags, next.linkedUserFields, next.updatedBy, next.updatedTime, next.version, portalId, next.entityTypeId, version, JSON.stringify(audit)],
     );
-    return rows.length ? toRecord(rows[0]) : null;
+    return rows.length === 1;
   }
 
   /**

@@ -1,0 +1,169 @@
+import type { AuditEntryInput } from '../../domain/audit.js';
+import { relationsOf, type Edge, type TypeCard, type TypeRecord } from '../../domain/smart-process-type/card.js';
+import { recordChanges, storedEdgesOf } from '../../domain/smart-process-type/changes.js';
+import type { TypePatch } from '../../domain/smart-process-type/input.js';
+import type { Store } from '../../store/store.js';
+import { checkIfMatch, type Actor, type WriteOptions } from '../portal.js';
+
+/** PATCHes written by one statement at most. */
+export const MAX_GROUP = 64;
+/** A group whose row another instance changed meanwhile is prepared again from the stored row this many times in all; then each PATCH runs alone. */
+export const MAX_GROUP_ATTEMPTS = 3;
+
+interface Pending {
+  patch: TypePatch;
+  actor: Actor;
+  options: WriteOptions;
+  resolve: (card: TypeCard | null) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; record: TypeRecord } | { ok: false; error: unknown };
+
+export interface PatchGroupsDeps {
+  portalId: number;
+  store: Store;
+  /** The type's card as a read of this request may see it (the cache, token-checked). */
+  read: (entityTypeId: number) => Promise<TypeCard | null>;
+  /** The type's card from the store itself. */
+  readStored: (entityTypeId: number) => Promise<TypeCard | null>;
+  /** Resolves once no instance can serve from a cache what a committed write changed (SharedTypeCache.settle). */
+  settle: (portalId: number, committedAt: number) => Promise<void>;
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export function applyPatch(current: TypeRecord, patch: TypePatch): TypeRecord {
+  const next: TypeRecord = { ...current };
+  if (patch.title !== undefined) next.title = patch.title;
+  if (patch.code !== undefined) next.code = patch.code;
+  if (patch.flags) next.flags = (current.flags & ~patch.flags.mask) | patch.flags.values;
+  if (patch.linkedUserFields !== undefined) next.linkedUserFields = patch.linkedUserFields;
+  return next;
+}
+
+export function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
+  return next.title !== current.title || next.code !== current.code || next.flags !== current.flags || next.linkedUserFields !== current.linkedUserFields;
+}
+
+/**
+ * PATCHes of a type's own fields (title, flags, linkedUserFields: no relations, no code) on
+ * PostgreSQL, grouped per type in this instance: one statement and one commit for all the
+ * PATCHes of a type that arrived while the previous statement for it ran.
+ *
+ * Why: every PATCH of one type takes that row's lock until its COMMIT has reached the disk,
+ * so concurrent PATCHes of one type queue behind each other's commits. Written one at a
+ * time they ran at the disk's commit rate, with the waits of the last in the queue (p99)
+ * many commits long; and each one that lost the race for the version it started from ran
+ * again in a transaction of its own, which held the lock over several round trips.
+ *
+ * What a client sees is what it would see had the group's PATCHes run one after the other
+ * in the order they arrived, each committed before it is answered:
+ *
+ * - each PATCH applies to the type as the previous one left it, moves the version by one,
+ *   and is answered with its own card; If-Match is checked against that version;
+ * - a PATCH that changes nothing is answered with the card as it stands and writes nothing;
+ * - the type's row is written once, with the last PATCH's values, and each PATCH that
+ *   changed something gets its own audit entry, in the same statement, only if the row is
+ *   still at the version the group started from (checked by the statement itself);
+ * - every PATCH of the group is answered only after that statement committed and the
+ *   caches were told (`settle`); if it fails, every PATCH of the group fails with its error.
+ *   The next group's statement does not wait for the caches to be told (it starts from the
+ *   row this group wrote), only its answers do;
+ * - if another instance (or a write of this one that is not grouped: relations, code,
+ *   delete) changed the row meanwhile, the group is prepared again from the stored row, at
+ *   most MAX_GROUP_ATTEMPTS times in all; after that each PATCH runs alone, in a
+ *   transaction of its own (`submit` resolves null), as does a PATCH of a type not found.
+ */
+export class PatchGroups {
+  private readonly queues = new Map<number, Pending[]>();
+
+  constructor(private readonly deps: PatchGroupsDeps) {}
+
+  /** The PATCH's card once committed; null: run it alone (the type was not found, or the row kept changing under the group). */
+  submit(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions): Promise<TypeCard | null> {
+    return new Promise((resolve, reject) => {
+      const pending: Pending = { patch, actor, options, resolve, reject };
+      const queue = this.queues.get(entityTypeId);
+      if (queue) return void queue.push(pending);
+      const fresh = [pending];
+      this.queues.set(entityTypeId, fresh);
+      void this.drain(entityTypeId, fresh);
+    });
+  }
+
+  private async drain(entityTypeId: number, queue: Pending[]): Promise<void> {
+    // The card the previous group of this drain wrote: the row as it stands unless someone else wrote since (the statement checks).
+    let last: TypeCard | null = null;
+    try {
+      while (queue.length) last = await this.write(entityTypeId, queue.splice(0, MAX_GROUP), last);
+    } finally {
+      this.queues.delete(entityTypeId);
+    }
+  }
+
+  /** Writes one group; the card as it left it (null when it was not written). Never throws: each PATCH gets its outcome. */
+  private async write(entityTypeId: number, group: Pending[], last: TypeCard | null): Promise<TypeCard | null> {
+    const { portalId } = this.deps;
+    try {
+      let start = last ?? group[0].options.seen ?? (await this.deps.read(entityTypeId));
+      for (let attempt = 1; start; attempt++) {
+        const edges = storedEdgesOf(start);
+        const { outcomes, entries, end } = prepare(portalId, start.record, group);
+        if (entries.length) {
+          const written = await this.deps.store.write(({ repos }) => repos.types.writeIfVersion(portalId, start!.record.version, end, entries), undefined, { singleStatement: true });
+          if (!written) {
+            if (attempt >= MAX_GROUP_ATTEMPTS) break;
+            start = await this.deps.readStored(entityTypeId);
+            continue;
+          }
+          // Answered once the caches are told; meanwhile the next group may already be written (it starts from `end`).
+          this.deps.settle(portalId, performance.now()).then(
+            () => answer(group, outcomes, edges),
+            (error: unknown) => group.forEach((pending) => pending.reject(error)),
+          );
+        } else {
+          answer(group, outcomes, edges);
+        }
+        return { record: end, relations: relationsOf(end, edges) };
+      }
+      for (const pending of group) pending.resolve(null);
+    } catch (error) {
+      for (const pending of group) pending.reject(error);
+    }
+    return null;
+  }
+}
+
+/** The group's PATCHes applied one after the other from `start`: each one's outcome, the audit entries, the row as the last left it. */
+function prepare(portalId: number, start: TypeRecord, group: readonly Pending[]): { outcomes: Outcome[]; entries: AuditEntryInput[]; end: TypeRecord } {
+  let current = start;
+  const outcomes: Outcome[] = [];
+  const entries: AuditEntryInput[] = [];
+  for (const { patch, actor, options } of group) {
+    try {
+      checkIfMatch(options, current.version);
+    } catch (error) {
+      outcomes.push({ ok: false, error });
+      continue;
+    }
+    const next = applyPatch(current, patch);
+    if (scalarChanged(current, next)) {
+      entries.push({ at: Date.now(), portalId, resource: 'type', resourceId: String(start.entityTypeId), action: 'update', context: actor.audit, changes: recordChanges(current, next) });
+      next.updatedBy = actor.userId;
+      next.updatedTime = nowSeconds();
+      next.version = current.version + 1;
+      current = next;
+    }
+    outcomes.push({ ok: true, record: current });
+  }
+  return { outcomes, entries, end: current };
+}
+
+function answer(group: readonly Pending[], outcomes: readonly Outcome[], edges: Edge[]): void {
+  group.forEach((pending, i) => {
+    const outcome = outcomes[i];
+    if (outcome.ok) pending.resolve({ record: outcome.record, relations: relationsOf(outcome.record, edges) });
+    else pending.reject(outcome.error);
+  });
+}
