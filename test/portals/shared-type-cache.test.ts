@@ -298,6 +298,26 @@ describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/po
     }
   });
 
+  it('reads of one card (or page) that hold the same token share one store read; a read after a write answered gets the new card', { timeout: 60_000 }, async () => {
+    const { a, b, close } = await twoInstances();
+    try {
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Shared read', entityTypeId: 1106 })).status, 201);
+      const reads = countStoreReads(b.store);
+      const cards = await Promise.all(Array.from({ length: 12 }, () => b.call('GET', '/v1/smart-processes/1106')));
+      const pages = await Promise.all(Array.from({ length: 12 }, () => b.call('GET', '/v1/smart-processes?limit=50')));
+      for (const card of cards) assert.equal(card.json.data.title, 'Shared read');
+      for (const page of pages) assert.deepEqual(page.json.data.map((t: { title: string }) => t.title), ['Shared read']);
+      assert.equal(reads.get, 1, 'twelve concurrent reads of the card, one store read');
+      assert.equal(reads.list, 1, 'twelve concurrent reads of the page, one store read');
+      assert.equal((await a.call('PATCH', '/v1/smart-processes/1106', { title: 'Shared read 2' })).status, 200);
+      const after = await Promise.all(Array.from({ length: 6 }, () => b.call('GET', '/v1/smart-processes/1106')));
+      for (const card of after) assert.equal(card.json.data.title, 'Shared read 2');
+      assert.equal(reads.get, 2);
+    } finally {
+      await close();
+    }
+  });
+
   it('If-Match inside a group: of PATCHes sent at once with the same ETag exactly one is written, the others are 412', { timeout: 60_000 }, async () => {
     const { a, close } = await twoInstances();
     try {

@@ -150,7 +150,7 @@ export class LocalTypes implements SmartProcessTypes {
     const key = pageKey(query);
     const kept = cache.page(ticket, portalId, key);
     if (kept) return kept;
-    const page = await this.store.read.types.list(portalId, query);
+    const page = await this.shared(ticket, `page|${key}`, () => this.store.read.types.list(portalId, query));
     cache.keepPage(ticket, portalId, key, page);
     return page;
   }
@@ -168,32 +168,32 @@ export class LocalTypes implements SmartProcessTypes {
     if (!ticket) return this.readCard(entityTypeId);
     const kept = cache.card(ticket, portalId, entityTypeId);
     if (kept) return kept;
-    const card = await this.readUnder(ticket, entityTypeId);
+    const card = await this.shared(ticket, `card|${entityTypeId}`, () => this.readCard(entityTypeId));
     if (card) cache.keepCard(ticket, portalId, entityTypeId, card);
     return card;
   }
 
-  /** Store reads of a card under way, by card and token (PostgreSQL). */
-  private readonly reading = new Map<string, Promise<TypeCard | null>>();
+  /** Store reads under way, by what they read and the token they hold (PostgreSQL). */
+  private readonly reading = new Map<string, Promise<unknown>>();
 
   /**
-   * The card from the store, for a read holding `ticket`. On PostgreSQL, reads of one card
-   * that hold the same token share one store read: that read started after its own ticket
+   * A store read for a read holding `ticket`. On PostgreSQL, reads of the same card (or
+   * page) that hold the same token share one store read: it started after its own ticket
    * was taken, so it is as current as a card kept under that token, which the cache would
    * serve them anyway (shared-type-cache.ts: any write answered before a read started has
    * changed the token that read gets). Under a stream of PATCHes every write changes the
    * token, and the existence checks of the PATCHes waiting meanwhile read the card once
    * per token instead of once each.
    */
-  private readUnder(ticket: CacheTicket, entityTypeId: number): Promise<TypeCard | null> {
-    if (ticket.token === undefined) return this.readCard(entityTypeId);
-    const key = `${entityTypeId}|${ticket.token}`;
-    let read = this.reading.get(key);
-    if (!read) {
-      read = this.readCard(entityTypeId).finally(() => this.reading.delete(key));
-      this.reading.set(key, read);
+  private shared<T>(ticket: CacheTicket, what: string, read: () => Promise<T>): Promise<T> {
+    if (ticket.token === undefined) return read();
+    const key = `${what}|${ticket.token}`;
+    let pending = this.reading.get(key) as Promise<T> | undefined;
+    if (!pending) {
+      pending = read().finally(() => this.reading.delete(key));
+      this.reading.set(key, pending);
     }
-    return read;
+    return pending;
   }
 
   private async readCard(entityTypeId: number): Promise<TypeCard | null> {
