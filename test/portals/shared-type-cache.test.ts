@@ -318,6 +318,32 @@ describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/po
     }
   });
 
+  it('sent at once to both instances: every PATCH answered 200 with its own change, one version each, and the audit entries form one chain (no gap, no fork)', { timeout: 60_000 }, async () => {
+    const { a, b, close } = await twoInstances();
+    try {
+      assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Both', entityTypeId: 1108 })).status, 201);
+      const titles = Array.from({ length: 40 }, (_, i) => `Both ${i}`);
+      for (let round = 0; round < 2; round++) {
+        const batch = titles.slice(round * 20, round * 20 + 20);
+        const answers = await Promise.all(batch.map((title, i) => (i % 2 ? a : b).call('PATCH', '/v1/smart-processes/1108', { title })));
+        answers.forEach((answer, i) => {
+          assert.equal(answer.status, 200, JSON.stringify(answer.json));
+          assert.equal(answer.json.data.title, batch[i]);
+        });
+      }
+      const [row] = await a.store.db.selectFrom('smart_process_types').select(['version', 'title']).where('entity_type_id', '=', 1108).execute();
+      assert.equal(row.version, 1 + titles.length, 'one version per PATCH');
+      const entries = await a.store.db.selectFrom('audit_log').select(['changes']).where('resource_id', '=', '1108').where('action', '=', 'update').orderBy('id').execute();
+      const chain = entries.map((e) => JSON.parse(e.changes).title as { before: string; after: string });
+      assert.equal(chain.length, titles.length, 'one entry per PATCH');
+      assert.equal(chain[0].before, 'Both');
+      for (let i = 1; i < chain.length; i++) assert.equal(chain[i].before, chain[i - 1].after, `entry ${i} starts where entry ${i - 1} ended`);
+      assert.equal(chain.at(-1)!.after, row.title);
+    } finally {
+      await close();
+    }
+  });
+
   it('If-Match inside a group: of PATCHes sent at once with the same ETag exactly one is written, the others are 412', { timeout: 60_000 }, async () => {
     const { a, close } = await twoInstances();
     try {

@@ -93,7 +93,7 @@ export class LocalTypes implements SmartProcessTypes {
   constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cache: TypeCache | null = null) {
     this.cards = cache instanceof TypeCardCache ? cache : null;
     const settle = cache?.settle?.bind(cache);
-    this.groups = settle ? new PatchGroups({ portalId: record.id, store, read: (id) => this.get(id), readStored: (id) => this.readCard(id), settle }) : null;
+    this.groups = settle ? new PatchGroups({ portalId: record.id, store, read: (id) => this.get(id), settle }) : null;
   }
 
 

@@ -7,8 +7,6 @@ import { checkIfMatch, type Actor, type WriteOptions } from '../portal.js';
 
 /** PATCHes written by one statement at most. */
 export const MAX_GROUP = 64;
-/** A group whose row another instance changed meanwhile is prepared again from the stored row this many times in all; then each PATCH runs alone. */
-export const MAX_GROUP_ATTEMPTS = 3;
 
 interface Pending {
   patch: TypePatch;
@@ -25,8 +23,6 @@ export interface PatchGroupsDeps {
   store: Store;
   /** The type's card as a read of this request may see it (the cache, token-checked). */
   read: (entityTypeId: number) => Promise<TypeCard | null>;
-  /** The type's card from the store itself. */
-  readStored: (entityTypeId: number) => Promise<TypeCard | null>;
   /** Resolves once no instance can serve from a cache what a committed write changed (SharedTypeCache.settle). */
   settle: (portalId: number, committedAt: number) => Promise<void>;
 }
@@ -71,16 +67,18 @@ export function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
  *   The next group's statement does not wait for the caches to be told (it starts from the
  *   row this group wrote), only its answers do;
  * - if another instance (or a write of this one that is not grouped: relations, code,
- *   delete) changed the row meanwhile, the group is prepared again from the stored row, at
- *   most MAX_GROUP_ATTEMPTS times in all; after that each PATCH runs alone, in a
- *   transaction of its own (`submit` resolves null), as does a PATCH of a type not found.
+ *   delete) changed the row meanwhile, the group is prepared again from the row as it
+ *   stands, in one transaction that holds the row's lock (`SELECT ... FOR UPDATE`, its
+ *   edges, the same statement): one more try for the whole group, which cannot lose the
+ *   race again. A type not found runs each PATCH alone (`submit` resolves null: the full
+ *   path answers 404).
  */
 export class PatchGroups {
   private readonly queues = new Map<number, Pending[]>();
 
   constructor(private readonly deps: PatchGroupsDeps) {}
 
-  /** The PATCH's card once committed; null: run it alone (the type was not found, or the row kept changing under the group). */
+  /** The PATCH's card once committed; null: run it alone (the type was not found). */
   submit(entityTypeId: number, patch: TypePatch, actor: Actor, options: WriteOptions): Promise<TypeCard | null> {
     return new Promise((resolve, reject) => {
       const pending: Pending = { patch, actor, options, resolve, reject };
@@ -104,35 +102,57 @@ export class PatchGroups {
 
   /** Writes one group; the card as it left it (null when it was not written). Never throws: each PATCH gets its outcome. */
   private async write(entityTypeId: number, group: Pending[], last: TypeCard | null): Promise<TypeCard | null> {
-    const { portalId } = this.deps;
+    const { portalId, store } = this.deps;
     try {
-      let start = last ?? group[0].options.seen ?? (await this.deps.read(entityTypeId));
-      for (let attempt = 1; start; attempt++) {
-        const edges = storedEdgesOf(start);
-        const { outcomes, entries, end } = prepare(portalId, start.record, group);
-        if (entries.length) {
-          const written = await this.deps.store.write(({ repos }) => repos.types.writeIfVersion(portalId, start!.record.version, end, entries), undefined, { singleStatement: true });
-          if (!written) {
-            if (attempt >= MAX_GROUP_ATTEMPTS) break;
-            start = await this.deps.readStored(entityTypeId);
-            continue;
-          }
-          // Answered once the caches are told; meanwhile the next group may already be written (it starts from `end`).
-          this.deps.settle(portalId, performance.now()).then(
-            () => answer(group, outcomes, edges),
-            (error: unknown) => group.forEach((pending) => pending.reject(error)),
-          );
-        } else {
-          answer(group, outcomes, edges);
+      const start = last ?? group[0].options.seen ?? (await this.deps.read(entityTypeId));
+      if (!start) return this.alone(group);
+      // Optimistic: one statement from the card this instance holds, written only if the row is still at its version.
+      let prepared: Prepared | null = { ...prepare(portalId, start.record, group), edges: storedEdgesOf(start) };
+      if (prepared.entries.length) {
+        const { entries, end } = prepared;
+        const written = await store.write(({ repos }) => repos.types.writeIfVersion(portalId, start.record.version, end, entries), undefined, { singleStatement: true });
+        if (!written) {
+          // Someone else wrote the row meanwhile (another instance, or a write of this one that is not grouped):
+          // the group again, from the row as it stands, under its lock (one transaction for the whole group).
+          prepared = await store.write(async ({ repos }) => {
+            const record = await repos.types.get(portalId, entityTypeId, { forUpdate: true });
+            if (!record) return null;
+            const again: Prepared = { ...prepare(portalId, record, group), edges: await repos.types.edgesOf(portalId, entityTypeId) };
+            if (again.entries.length && !(await repos.types.writeIfVersion(portalId, record.version, again.end, again.entries))) throw new Error('the locked row moved');
+            return again;
+          });
+          if (!prepared) return this.alone(group);
         }
-        return { record: end, relations: relationsOf(end, edges) };
       }
-      for (const pending of group) pending.resolve(null);
+      const { outcomes, entries, end, edges } = prepared;
+      if (entries.length) {
+        // Answered once the caches are told; meanwhile the next group may already be written (it starts from `end`).
+        this.deps.settle(portalId, performance.now()).then(
+          () => answer(group, outcomes, edges),
+          (error: unknown) => group.forEach((pending) => pending.reject(error)),
+        );
+      } else {
+        answer(group, outcomes, edges);
+      }
+      return { record: end, relations: relationsOf(end, edges) };
     } catch (error) {
       for (const pending of group) pending.reject(error);
+      return null;
     }
+  }
+
+  /** Each PATCH of the group runs alone (the full path answers 404 for a type not found). */
+  private alone(group: readonly Pending[]): null {
+    for (const pending of group) pending.resolve(null);
     return null;
   }
+}
+
+interface Prepared {
+  outcomes: Outcome[];
+  entries: AuditEntryInput[];
+  end: TypeRecord;
+  edges: Edge[];
 }
 
 /** The group's PATCHes applied one after the other from `start`: each one's outcome, the audit entries, the row as the last left it. */
