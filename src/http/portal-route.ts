@@ -48,16 +48,41 @@ export interface PortalCall {
   context: RequestContext;
 }
 
-/** One RequestContext per request, made when the request first calls its portal (PATCH: in preValidation). */
-const contexts = new WeakMap<FastifyRequest, RequestContext>();
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request as its portal sees it: made when the request first calls its portal (PATCH: in preValidation). */
+    portalContext: RequestContext | null;
+  }
+}
+
+/**
+ * A portal route's call. Who acts (`actor`, with the audit context a write records) is
+ * made when a write asks for it: reads never do. (Per request, that object and the
+ * WeakMap that used to hold the context cost reads measurable time.)
+ */
+class RequestPortalCall implements PortalCall {
+  #actor: Actor | undefined;
+
+  constructor(
+    private readonly request: FastifyRequest,
+    readonly portal: Portal,
+    readonly context: RequestContext,
+  ) {}
+
+  get timeZone(): string {
+    return this.portal.record.timeZone;
+  }
+
+  get actor(): Actor {
+    return (this.#actor ??= { userId: principalOf(this.request).userId ?? 0, audit: auditContextOf(this.request) });
+  }
+}
 
 /** The caller's portal, who acts, the portal's time zone and the request's context (portal routes only). */
 export function portalCall(request: FastifyRequest): PortalCall {
-  const principal = principalOf(request);
   const portal = portalOf(request, request.server.services.portalRegistry);
-  let context = contexts.get(request);
-  if (!context) contexts.set(request, (context = { startedAt: Date.now() }));
-  return { portal, actor: { userId: principal.userId ?? 0, audit: auditContextOf(request) }, timeZone: portal.record.timeZone, context };
+  const context = (request.portalContext ??= { startedAt: Date.now() });
+  return new RequestPortalCall(request, portal, context);
 }
 
 /** One element of an If-Match list, and the comma after it: `"..."`, `W/"..."` (RFC 9110 §8.8.3 entity-tag) or empty (§5.6.1). */

@@ -52,6 +52,8 @@ export function principalOf(request: FastifyRequest): Principal {
  */
 export default fp(async function authPlugin(app: FastifyInstance, options: { access: AccessService }) {
   app.decorateRequest('principal', null);
+  // src/http/portal-route.ts: the request's context as its portal sees it.
+  app.decorateRequest('portalContext', null);
   app.addHook('onRoute', (route) => {
     const access = route.config?.access;
     if (!access) return;
