@@ -125,7 +125,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const secretBox = () => (box ??= loadSecretBox({ dataDir: config.dataDir }).box);
   const budgets = new PortalBudgets({ redis, maxWaitMs: config.bitrix24QueueTimeoutMs, onRedisFallback: (err) => app.log.warn({ err }, 'bitrix24 budget: Redis unavailable, in-memory bucket stands in') });
   const bitrix24 = { store, box: secretBox, budgets, bus, redis, cacheTtlMs: config.bitrix24CacheTtlMs, callTimeoutMs: config.bitrix24CallTimeoutMs, log: app.log, observer: metrics };
-  const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) }, { redis });
+  const portalRegistry = new PortalRegistry(store, bus, { bitrix24: (record) => new Bitrix24Portal(record, bitrix24) }, { redis, onPatchGroup: (size) => metrics.patchGroup(size) });
   bus.onMessage((message) => {
     if (message.type === 'session') forgetSessionTokens(bitrix24, message.id);
   });

@@ -128,6 +128,7 @@ export class Metrics implements Bitrix24Observer {
   private readonly requests: SeriesTable = new Map();
   private readonly storeErrors: Counter<'kind'>;
   private readonly batchSizes: Histogram<string>;
+  private readonly patchGroups: Histogram<string>;
   private readonly b24Calls: Counter<'portal' | 'method'>;
   private readonly b24Errors: Counter<'portal' | 'method' | 'kind'>;
   private readonly b24Queue: client.Gauge<'portal'>;
@@ -188,6 +189,7 @@ export class Metrics implements Bitrix24Observer {
       },
     });
     this.batchSizes = new Histogram({ name: 'smartproc_store_write_batch_size', help: 'Writes per group-commit transaction (SQLite only)', buckets: BATCH_BUCKETS, registers });
+    this.patchGroups = new Histogram({ name: 'smartproc_patch_group_size', help: "PATCHes of one type's own fields written by one statement (PostgreSQL with Redis: PATCHes of a type are grouped per instance)", buckets: BATCH_BUCKETS, registers });
     this.b24Calls = new Counter({ name: 'smartproc_bitrix24_calls_total', help: 'Calls sent to Bitrix24 portals, by portal id and REST method', labelNames: ['portal', 'method'], registers });
     this.b24Errors = new Counter({ name: 'smartproc_bitrix24_errors_total', help: 'Failed Bitrix24 calls, by portal id, REST method and kind (query_limit, server, network, answer_lost, queue_timeout, ...)', labelNames: ['portal', 'method', 'kind'], registers });
     this.b24Queue = new Gauge({ name: 'smartproc_bitrix24_budget_queue_length', help: "Calls waiting for their portal's request budget now, by portal id", labelNames: ['portal'], registers });
@@ -236,6 +238,10 @@ export class Metrics implements Bitrix24Observer {
 
   writeBatch(size: number): void {
     this.batchSizes.observe(size);
+  }
+
+  patchGroup(size: number): void {
+    this.patchGroups.observe(size);
   }
 
   // Bitrix24Observer

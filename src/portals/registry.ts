@@ -27,10 +27,15 @@ export class PortalRegistry {
   private readonly portals = new Map<number, Portal>();
   private readonly factories: Partial<Record<PortalKind, PortalFactory>>;
 
-  constructor(store: Store, bus: InvalidationBus, factories: Partial<Record<PortalKind, PortalFactory>> = {}, options: { redis?: Redis | null } = {}) {
+  constructor(
+    store: Store,
+    bus: InvalidationBus,
+    factories: Partial<Record<PortalKind, PortalFactory>> = {},
+    options: { redis?: Redis | null; /** Told the size of each PATCH group written (GET /metrics). */ onPatchGroup?: (size: number) => void } = {},
+  ) {
     const { dataVersion } = store.capabilities;
     this.cards = dataVersion ? new TypeCardCache(dataVersion) : options.redis ? new SharedTypeCache(new PortalTokens(options.redis, `smartproc:types-token:${store.schema ?? ''}:`)) : null;
-    this.factories = { local: (record) => new LocalPortal(record, store, this.cards), ...factories };
+    this.factories = { local: (record) => new LocalPortal(record, store, this.cards, options.onPatchGroup), ...factories };
     bus.onMessage((message) => {
       if (message.type === 'key' || message.type === 'session') return;
       this.cards?.clear();

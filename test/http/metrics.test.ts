@@ -214,6 +214,7 @@ describe('GET /metrics', () => {
         smartproc_store_errors_total: 'counter',
         smartproc_store_conflict_retries_total: 'counter',
         smartproc_store_write_batch_size: 'histogram',
+        smartproc_patch_group_size: 'histogram',
         smartproc_bitrix24_calls_total: 'counter',
         smartproc_bitrix24_errors_total: 'counter',
         smartproc_bitrix24_budget_queue_length: 'gauge',

@@ -16,6 +16,7 @@ import { loadConfig } from '../../src/config.js';
 import { PortalTokens, SharedTypeCache } from '../../src/portals/local/shared-type-cache.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import { FLAG_NAMES } from '../../src/domain/smart-process-type/fields.js';
+import { MANAGEMENT_SCOPES } from '../../src/access/key-model.js';
 import { openTestStore } from '../helpers/test-store.js';
 import { redisProblem, TEST_REDIS_URL } from '../helpers/services.js';
 
@@ -283,6 +284,10 @@ describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/po
       for (const answer of answers) assert.equal(answer.status, 200, JSON.stringify(answer.json));
       answers.forEach((answer, i) => assert.equal(answer.json.data.title, titles[i], 'each PATCH is answered with its own change'));
       assert.ok(statements < titles.length, `grouped: ${statements} statements for ${titles.length} PATCHes`);
+      const metrics = await a.app.inject({ method: 'GET', url: '/metrics', headers: { 'x-api-key': await managementKeyOf(a) } });
+      assert.equal(metrics.statusCode, 200);
+      assert.match(metrics.body, new RegExp(`^smartproc_patch_group_size_sum ${titles.length}$`, 'm'), 'GET /metrics: every PATCH counted in a group');
+      assert.match(metrics.body, new RegExp(`^smartproc_patch_group_size_count ${statements}$`, 'm'), 'GET /metrics: one observation per statement');
 
       const [row] = await a.store.db.selectFrom('smart_process_types').select(['version', 'title']).where('entity_type_id', '=', 1100).execute();
       assert.equal(row.version, 1 + titles.length, 'one version per PATCH');
@@ -397,6 +402,11 @@ async function keyOf(instance: Instance): Promise<string> {
     keys.set(instance, key);
   }
   return key;
+}
+
+/** A management key of the instance (every management scope). */
+async function managementKeyOf(instance: Instance): Promise<string> {
+  return (await instance.app.services.keys.create({ kind: 'management', name: 'metrics', scopes: [...MANAGEMENT_SCOPES], requestsPerSecond: null }, null)).secret;
 }
 
 async function sqlOn(store: Store, text: string): Promise<void> {

@@ -72,8 +72,8 @@ const READY: Readiness = { ready: true };
 export class LocalPortal implements Portal {
   readonly types: LocalTypes;
 
-  constructor(readonly record: PortalRecord, store: Store, cache: TypeCache | null = null) {
-    this.types = new LocalTypes(record, store, cache);
+  constructor(readonly record: PortalRecord, store: Store, cache: TypeCache | null = null, onPatchGroup?: (size: number) => void) {
+    this.types = new LocalTypes(record, store, cache, onPatchGroup);
   }
 
   readiness(): Readiness {
@@ -90,10 +90,10 @@ export class LocalTypes implements SmartProcessTypes {
   /** PostgreSQL with the shared cache: PATCHes of a type's own fields, grouped per type (patch-group.ts). */
   private readonly groups: PatchGroups | null;
 
-  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cache: TypeCache | null = null) {
+  constructor(readonly record: PortalRecord, private readonly store: Store, private readonly cache: TypeCache | null = null, onPatchGroup?: (size: number) => void) {
     this.cards = cache instanceof TypeCardCache ? cache : null;
     const settle = cache?.settle?.bind(cache);
-    this.groups = settle ? new PatchGroups({ portalId: record.id, store, read: (id) => this.get(id), settle }) : null;
+    this.groups = settle ? new PatchGroups({ portalId: record.id, store, read: (id) => this.get(id), settle, onGroup: onPatchGroup }) : null;
   }
 
 

@@ -25,6 +25,8 @@ export interface PatchGroupsDeps {
   read: (entityTypeId: number) => Promise<TypeCard | null>;
   /** Resolves once no instance can serve from a cache what a committed write changed (SharedTypeCache.settle). */
   settle: (portalId: number, committedAt: number) => Promise<void>;
+  /** Told the number of PATCHes each statement wrote (GET /metrics). */
+  onGroup?: (size: number) => void;
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -126,6 +128,7 @@ export class PatchGroups {
       }
       const { outcomes, entries, end, edges } = prepared;
       if (entries.length) {
+        this.deps.onGroup?.(entries.length);
         // Answered once the caches are told; meanwhile the next group may already be written (it starts from `end`).
         this.deps.settle(portalId, performance.now()).then(
           () => answer(group, outcomes, edges),
