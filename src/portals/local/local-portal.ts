@@ -150,9 +150,11 @@ export class LocalTypes implements SmartProcessTypes {
     const key = pageKey(query);
     const kept = cache.page(ticket, portalId, key);
     if (kept) return kept;
-    const page = await this.shared(ticket, `page|${key}`, () => this.store.read.types.list(portalId, query));
-    cache.keepPage(ticket, portalId, key, page);
-    return page;
+    return this.shared(ticket, `page|${key}`, async () => {
+      const page = await this.store.read.types.list(portalId, query);
+      cache.keepPage(ticket, portalId, key, page);
+      return page;
+    });
   }
 
   async has(entityTypeId: number) {
@@ -168,32 +170,39 @@ export class LocalTypes implements SmartProcessTypes {
     if (!ticket) return this.readCard(entityTypeId);
     const kept = cache.card(ticket, portalId, entityTypeId);
     if (kept) return kept;
-    const card = await this.shared(ticket, `card|${entityTypeId}`, () => this.readCard(entityTypeId));
-    if (card) cache.keepCard(ticket, portalId, entityTypeId, card);
-    return card;
+    return this.shared(ticket, `card|${entityTypeId}`, async () => {
+      const card = await this.readCard(entityTypeId);
+      if (card) cache.keepCard(ticket, portalId, entityTypeId, card);
+      return card;
+    });
   }
 
-  /** Store reads under way, by what they read and the token they hold (PostgreSQL). */
-  private readonly reading = new Map<string, Promise<unknown>>();
+  /** Store reads under way, by what they read and the token they hold (PostgreSQL), with when their ticket was taken. */
+  private readonly reading = new Map<string, { at: number; read: Promise<unknown> }>();
 
   /**
    * A store read for a read holding `ticket`. On PostgreSQL, reads of the same card (or
-   * page) that hold the same token share one store read: it started after its own ticket
-   * was taken, so it is as current as a card kept under that token, which the cache would
-   * serve them anyway (shared-type-cache.ts: any write answered before a read started has
-   * changed the token that read gets). Under a stream of PATCHes every write changes the
-   * token, and the existence checks of the PATCHes waiting meanwhile read the card once
-   * per token instead of once each.
+   * page) that hold the same token share one store read, as they would share a card kept
+   * under that token: the read started after its own ticket was taken, and any write
+   * answered before a read started has changed the token that read gets
+   * (shared-type-cache.ts). The same bound in time too: a read joins only within the
+   * cache's lifetime of the first one's ticket (a write that could not set the token waits
+   * that out before it answers), and only the first one keeps what it read, under its own
+   * ticket. Under a stream of PATCHes every write changes the token; the existence checks
+   * of the PATCHes waiting meanwhile read the card once per token instead of once each.
    */
   private shared<T>(ticket: CacheTicket, what: string, read: () => Promise<T>): Promise<T> {
-    if (ticket.token === undefined) return read();
+    if (ticket.token === undefined || ticket.at === undefined) return read();
     const key = `${what}|${ticket.token}`;
-    let pending = this.reading.get(key) as Promise<T> | undefined;
-    if (!pending) {
-      pending = read().finally(() => this.reading.delete(key));
-      this.reading.set(key, pending);
-    }
-    return pending;
+    const under = this.reading.get(key);
+    if (under && ticket.at - under.at < (this.cache?.ttlMs ?? 0)) return under.read as Promise<T>;
+    const started = { at: ticket.at, read: read() as Promise<unknown> };
+    this.reading.set(key, started);
+    void started.read.then(
+      () => this.reading.get(key) === started && this.reading.delete(key),
+      () => this.reading.get(key) === started && this.reading.delete(key),
+    );
+    return started.read as Promise<T>;
   }
 
   private async readCard(entityTypeId: number): Promise<TypeCard | null> {

@@ -64,10 +64,14 @@ export function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
  * - the type's row is written once, with the last PATCH's values, and each PATCH that
  *   changed something gets its own audit entry, in the same statement, only if the row is
  *   still at the version the group started from (checked by the statement itself);
+ * - a group starts from the newest of the card the previous group wrote and the cards the
+ *   PATCHes' own existence checks found, so a PATCH that changes nothing (or fails its
+ *   If-Match) is never answered from a card older than what it had read itself;
  * - every PATCH of the group is answered only after that statement committed and the
- *   caches were told (`settle`); if it fails, every PATCH of the group fails with its error.
- *   The next group's statement does not wait for the caches to be told (it starts from the
- *   row this group wrote), only its answers do;
+ *   caches were told (`settle`) of this group and of every earlier one (also a PATCH that
+ *   wrote nothing: its answer shows what the earlier group wrote); if the statement fails,
+ *   every PATCH of the group fails with its error. The next group's statement does not
+ *   wait for the caches to be told (it starts from the row this group wrote), its answers do;
  * - if another instance (or a write of this one that is not grouped: relations, code,
  *   delete) changed the row meanwhile, the group is prepared again from the row as it
  *   stands, in one transaction that holds the row's lock (`SELECT ... FOR UPDATE`, its
@@ -95,24 +99,47 @@ export class PatchGroups {
   private async drain(entityTypeId: number, queue: Pending[]): Promise<void> {
     // The card the previous group of this drain wrote: the row as it stands unless someone else wrote since (the statement checks).
     let last: TypeCard | null = null;
+    // Settles once the caches have been told of every group written so far: no answer goes out before that.
+    let told: Promise<void> = Promise.resolve();
     try {
-      while (queue.length) last = await this.write(entityTypeId, queue.splice(0, MAX_GROUP), last);
+      while (queue.length) ({ last, told } = await this.write(entityTypeId, queue.splice(0, MAX_GROUP), last, told));
     } finally {
       this.queues.delete(entityTypeId);
     }
   }
 
-  /** Writes one group; the card as it left it (null when it was not written). Never throws: each PATCH gets its outcome. */
-  private async write(entityTypeId: number, group: Pending[], last: TypeCard | null): Promise<TypeCard | null> {
+  /**
+   * The card to start a group from: the newest of the card the previous group wrote and the
+   * cards the PATCHes' own existence checks found (each is as new as any write answered
+   * before its PATCH started), or a read now when one of them has none. A PATCH that changes
+   * nothing, or fails its If-Match, is answered from it without a statement: it is never
+   * older than what that PATCH itself had read.
+   */
+  private async startOf(entityTypeId: number, group: readonly Pending[], last: TypeCard | null): Promise<TypeCard | null> {
+    let start = last;
+    for (const { options } of group) {
+      const seen = options.seen ?? (await this.deps.read(entityTypeId));
+      if (!seen) return null;
+      if (!start || newer(seen.record, start.record)) start = seen;
+    }
+    return start;
+  }
+
+  /**
+   * Writes one group; the card as it left it (null when it was not written) and when its
+   * caches were told. Never throws: each PATCH gets its outcome, and its answer goes out
+   * only after the caches were told of this group and every earlier one (`told`).
+   */
+  private async write(entityTypeId: number, group: Pending[], last: TypeCard | null, told: Promise<void>): Promise<{ last: TypeCard | null; told: Promise<void> }> {
     const { portalId, store } = this.deps;
     try {
-      const start = last ?? group[0].options.seen ?? (await this.deps.read(entityTypeId));
-      if (!start) return this.alone(group);
-      // Optimistic: one statement from the card this instance holds, written only if the row is still at its version.
+      const start = await this.startOf(entityTypeId, group, last);
+      if (!start) return { last: null, told: this.alone(group, told) };
+      // Optimistic: one statement from that card, written only if the row is still at its version.
       let prepared: Prepared | null = { ...prepare(portalId, start.record, group), edges: storedEdgesOf(start) };
       if (prepared.entries.length) {
         const { entries, end } = prepared;
-        const written = await store.write(({ repos }) => repos.types.writeIfVersion(portalId, start.record.version, end, entries), undefined, { singleStatement: true });
+        const written = await store.write(({ repos }) => repos.types.writeIfVersion(portalId, start.record, end, entries), undefined, { singleStatement: true });
         if (!written) {
           // Someone else wrote the row meanwhile (another instance, or a write of this one that is not grouped):
           // the group again, from the row as it stands, under its lock (one transaction for the whole group).
@@ -120,34 +147,35 @@ export class PatchGroups {
             const record = await repos.types.get(portalId, entityTypeId, { forUpdate: true });
             if (!record) return null;
             const again: Prepared = { ...prepare(portalId, record, group), edges: await repos.types.edgesOf(portalId, entityTypeId) };
-            if (again.entries.length && !(await repos.types.writeIfVersion(portalId, record.version, again.end, again.entries))) throw new Error('the locked row moved');
+            if (again.entries.length && !(await repos.types.writeIfVersion(portalId, record, again.end, again.entries))) throw new Error('the locked row moved');
             return again;
           });
-          if (!prepared) return this.alone(group);
+          if (!prepared) return { last: null, told: this.alone(group, told) };
         }
       }
       const { outcomes, entries, end, edges } = prepared;
       if (entries.length) {
         this.deps.onGroup?.(entries.length);
-        // Answered once the caches are told; meanwhile the next group may already be written (it starts from `end`).
-        this.deps.settle(portalId, performance.now()).then(
+        // This group's token is set while the next group may already be written (it starts from `end`).
+        told = Promise.all([told, this.deps.settle(portalId, performance.now())]).then(() => undefined);
+      }
+      told
+        .then(
           () => answer(group, outcomes, edges),
           (error: unknown) => group.forEach((pending) => pending.reject(error)),
-        );
-      } else {
-        answer(group, outcomes, edges);
-      }
-      return { record: end, relations: relationsOf(end, edges) };
+        )
+        .catch(() => undefined);
+      return { last: { record: end, relations: relationsOf(end, edges) }, told: told.catch(() => undefined) };
     } catch (error) {
       for (const pending of group) pending.reject(error);
-      return null;
+      return { last: null, told };
     }
   }
 
   /** Each PATCH of the group runs alone (the full path answers 404 for a type not found). */
-  private alone(group: readonly Pending[]): null {
+  private alone(group: readonly Pending[], told: Promise<void>): Promise<void> {
     for (const pending of group) pending.resolve(null);
-    return null;
+    return told;
   }
 }
 
@@ -156,6 +184,11 @@ interface Prepared {
   entries: AuditEntryInput[];
   end: TypeRecord;
   edges: Edge[];
+}
+
+/** Whether `a` is a later state of the type than `b`: a type deleted and made again has a larger id; then the version. */
+function newer(a: TypeRecord, b: TypeRecord): boolean {
+  return a.id !== b.id ? a.id > b.id : a.version > b.version;
 }
 
 /** The group's PATCHes applied one after the other from `start`: each one's outcome, the audit entries, the row as the last left it. */

@@ -36,6 +36,8 @@ export interface TypeCache {
    * be answered: resolves once no instance can serve what it changed (PostgreSQL).
    */
   settle?(portalId: number, committedAt: number): Promise<void>;
+  /** PostgreSQL: how long after its ticket an entry may be served (a write that cannot set the token waits this out). */
+  readonly ttlMs?: number;
   clear(): void;
 }
 

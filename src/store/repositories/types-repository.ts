@@ -246,13 +246,14 @@ export class TypesRepository extends Repository {
 
   /**
    * PostgreSQL: writes `next` (its title, flags, linkedUserFields, updatedBy, updatedTime and
-   * version) over the row only if the row is still at `version`, and the audit entries with it,
+   * version) over the row only if the row is still `from` (the same id: not a type deleted
+   * and made again with the same entityTypeId; the same version), and the audit entries with it,
    * in one statement (a data-modifying CTE; the entries are one JSON parameter, so the
    * statement is the same whatever their number). The PATCHes of one type that an instance
    * groups (src/portals/local/patch-group.ts) are written so: one statement, one commit.
-   * True when written; false when the row was not at `version` (changed or deleted meanwhile).
+   * True when written; false when the row was not `from` any more (changed or deleted meanwhile).
    */
-  async writeIfVersion(portalId: number, version: number, next: TypeRecord, entries: readonly AuditEntryInput[]): Promise<boolean> {
+  async writeIfVersion(portalId: number, from: TypeRecord, next: TypeRecord, entries: readonly AuditEntryInput[]): Promise<boolean> {
     if (this.dialect !== 'postgres') throw new Error('writeIfVersion is a PostgreSQL statement');
     const audit = entries.map((e) => ({
       at: e.at,
@@ -272,9 +273,9 @@ export class TypesRepository extends Repository {
       'write-if-version',
       () => ({
         compile: () =>
-          sql`with u as (update smart_process_types set title = $1, title_lower = $2, flags = $3::integer, linked_user_fields = $4::integer, updated_by = $5::integer, updated_time = $6::bigint, version = $7::integer where portal_id = $8 and entity_type_id = $9 and version = $10 returning version), a as (insert into audit_log (at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes) select e.at, e.portal_id, e.resource, e.resource_id, e.action, e.actor, e.key_id, e.key_kind, e.user_id, e.request_id, e.client_ip, e.changes from u, rows from (jsonb_to_recordset($11::jsonb) as (at bigint, portal_id integer, resource text, resource_id text, action text, actor text, key_id text, key_kind text, user_id integer, request_id text, client_ip text, changes text)) with ordinality as e(at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes, n) order by e.n) select version from u`.compile(this.db),
+          sql`with u as (update smart_process_types set title = $1, title_lower = $2, flags = $3::integer, linked_user_fields = $4::integer, updated_by = $5::integer, updated_time = $6::bigint, version = $7::integer where portal_id = $8 and entity_type_id = $9 and id = $10 and version = $11 returning version), a as (insert into audit_log (at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes) select e.at, e.portal_id, e.resource, e.resource_id, e.action, e.actor, e.key_id, e.key_kind, e.user_id, e.request_id, e.client_ip, e.changes from u, rows from (jsonb_to_recordset($12::jsonb) as (at bigint, portal_id integer, resource text, resource_id text, action text, actor text, key_id text, key_kind text, user_id integer, request_id text, client_ip text, changes text)) with ordinality as e(at, portal_id, resource, resource_id, action, actor, key_id, key_kind, user_id, request_id, client_ip, changes, n) order by e.n) select version from u`.compile(this.db),
       }),
-      [next.title, next.title.toLowerCase(), next.flags, next.linkedUserFields, next.updatedBy, next.updatedTime, next.version, portalId, next.entityTypeId, version, JSON.stringify(audit)],
+      [next.title, next.title.toLowerCase(), next.flags, next.linkedUserFields, next.updatedBy, next.updatedTime, next.version, portalId, next.entityTypeId, from.id, from.version, JSON.stringify(audit)],
     );
     return rows.length === 1;
   }
