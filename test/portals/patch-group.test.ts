@@ -19,13 +19,16 @@ const card = (r: TypeRecord): TypeCard => ({ record: r, relations: { parent: [],
 const actor: Actor = { userId: 1, audit: { actor: 'key', keyId: 'key_1', keyKind: 'personal', userId: 1, requestId: 'r', clientIp: '127.0.0.1' } as AuditContext };
 
 /** The type's row, and a store whose one-statement writes apply `writeIfVersion` to it (the first `failFirst` of them fail after `gate`). */
-function fakeStore(initial: TypeRecord, options: { gate?: Promise<void>; failFirst?: number } = {}) {
+function fakeStore(initial: TypeRecord, options: { gate?: Promise<void>; failFirst?: number; refuseFirst?: number } = {}) {
   const state = { row: initial, statements: 0 };
   const store = {
+    // A pool that timed out is the store unavailable; any other error is a refusal of the statement.
+    failureOf: (error: unknown) => (/timed out/.test(String((error as Error).message)) ? 'unavailable' : null),
     async write(work: (tx: unknown) => Promise<unknown>) {
       state.statements++;
       if (options.gate) await options.gate;
       if (state.statements <= (options.failFirst ?? 0)) throw new Error('the pool timed out');
+      if (state.statements <= (options.refuseFirst ?? 0)) throw new Error('new row violates check constraint');
       return work({
         repos: {
           types: {
@@ -95,5 +98,20 @@ describe('PATCH groups', () => {
     assert.equal(state.statements, 2, 'the statement from the old card wrote nothing; the group ran again from the row');
     assert.equal(answer!.record.id, 2, 'the PATCH applies to the type that holds the entityTypeId now');
     assert.deepEqual([state.row.id, state.row.title, state.row.version], [2, 'Patched', 4]);
+  });
+
+  it('a statement refused as a whole: each PATCH of the group runs alone; the store unreachable: each gets that error', async () => {
+    const refused = fakeStore(record(5, 'A'), { refuseFirst: 1 });
+    const groups = new PatchGroups({ portalId: 1, store: refused.store, read: async () => card(refused.state.row), settle: async () => undefined });
+    const answers = await Promise.all(['B', 'C'].map((title) => groups.submit(130, { title }, actor, { seen: card(record(5, 'A')) })));
+    // B's group (B alone: C arrived while it was being written) is refused: B runs alone (null: the full path, where
+    // only a PATCH at fault fails); the next group, C's, is written.
+    assert.equal(answers[0], null);
+    assert.deepEqual([answers[1]!.record.title, answers[1]!.record.version], ['C', 6]);
+    assert.deepEqual([refused.state.row.title, refused.state.row.version], ['C', 6], 'nothing of the refused group stored');
+
+    const down = fakeStore(record(5, 'A'), { failFirst: 1 });
+    const others = new PatchGroups({ portalId: 1, store: down.store, read: async () => card(down.state.row), settle: async () => undefined });
+    await assert.rejects(others.submit(130, { title: 'B' }, actor, { seen: card(record(5, 'A')) }), /timed out/);
   });
 });

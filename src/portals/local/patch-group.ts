@@ -69,8 +69,10 @@ export function scalarChanged(current: TypeRecord, next: TypeRecord): boolean {
  *   If-Match) is never answered from a card older than what it had read itself;
  * - every PATCH of the group is answered only after that statement committed and the
  *   caches were told (`settle`) of this group and of every earlier one (also a PATCH that
- *   wrote nothing: its answer shows what the earlier group wrote); if the statement fails,
- *   every PATCH of the group fails with its error. The next group's statement does not
+ *   wrote nothing: its answer shows what the earlier group wrote). If the statement is
+ *   refused (a constraint, one PATCH's audit entry), nothing of the group is stored and
+ *   each PATCH runs alone, so only the one at fault fails; if the store cannot be reached,
+ *   every PATCH of the group gets that answer (503). The next group's statement does not
  *   wait for the caches to be told (it starts from the row this group wrote), its answers do;
  * - if another instance (or a write of this one that is not grouped: relations, code,
  *   delete) changed the row meanwhile, the group is prepared again from the row as it
@@ -167,7 +169,11 @@ export class PatchGroups {
         .catch(() => undefined);
       return { last: { record: end, relations: relationsOf(end, edges) }, told: told.catch(() => undefined) };
     } catch (error) {
-      for (const pending of group) pending.reject(error);
+      // The store unreachable (the statement's fate may be unknown): every PATCH of the group gets that answer (503).
+      // Anything else refused the statement as a whole (one PATCH's audit entry, say): each PATCH runs alone, and only
+      // the one at fault fails.
+      if (store.failureOf(error) === 'unavailable') for (const pending of group) pending.reject(error);
+      else for (const pending of group) pending.resolve(null);
       return { last: null, told };
     }
   }
