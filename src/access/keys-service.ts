@@ -326,8 +326,7 @@ export class KeysService {
     const ended = await this.store.write(async ({ repos }) => {
       const found = await repos.keys.deleteSessionByHash(hashSecret(token));
       // The session ends itself: its application key acting for its user.
-      const audit: AuditContext = found ? { actor: 'key', keyId: found.keyId, keyKind: 'application', userId: found.userId, ...origin } : CLI_AUDIT;
-      if (found) await record(repos, audit, 'session', found, 'delete', sessionChanges(found, 'before'));
+      if (found) await record(repos, { actor: 'key', keyId: found.keyId, keyKind: 'application', userId: found.userId, ...origin }, 'session', found, 'delete', sessionChanges(found, 'before'));
       return found;
     });
     if (!ended) return false;

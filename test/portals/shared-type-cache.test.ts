@@ -30,6 +30,8 @@ const SKIP: string | false = !DATABASE_URL
 
 interface Instance {
   app: FastifyInstance;
+  /** The personal key of the portal both instances serve. */
+  key: string;
   store: Store;
   call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown): Promise<{ status: number; json: any }>;
   cache(): SharedTypeCache;
@@ -49,6 +51,7 @@ async function twoInstances(options: { redisUrlOfA?: string } = {}) {
   const { secret } = await apps[0].services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], userId: 7, requestsPerSecond: null }, null);
   const instance = (app: FastifyInstance, store: Store): Instance => ({
     app,
+    key: secret,
     store,
     async call(method, url, body) {
       const res = await app.inject({ method, url, headers: { 'x-api-key': secret, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { payload: JSON.stringify(body) } : {}) });
@@ -352,10 +355,10 @@ describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/po
   it('If-Match inside a group: of PATCHes sent at once with the same ETag exactly one is written, the others are 412', { timeout: 60_000 }, async () => {
     const { a, close } = await twoInstances();
     try {
-      const created = await a.app.inject({ method: 'POST', url: '/v1/smart-processes', headers: { 'x-api-key': await keyOf(a), 'content-type': 'application/json' }, payload: JSON.stringify({ title: 'Guarded', entityTypeId: 1102 }) });
+      const created = await a.app.inject({ method: 'POST', url: '/v1/smart-processes', headers: { 'x-api-key': a.key, 'content-type': 'application/json' }, payload: JSON.stringify({ title: 'Guarded', entityTypeId: 1102 }) });
       assert.equal(created.statusCode, 201);
       const etag = String(created.headers.etag);
-      const key = await keyOf(a);
+      const key = a.key;
       const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => patchWith(a, '/v1/smart-processes/1102', { title: `Guarded ${i}` }, { 'x-api-key': key, 'if-match': etag })));
       const statuses = answers.map((answer) => answer.statusCode).sort();
       assert.deepEqual(statuses, [200, ...Array(9).fill(412)], JSON.stringify(answers.map((answer) => answer.json())));
@@ -372,7 +375,7 @@ describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/po
       assert.equal((await a.call('POST', '/v1/smart-processes', { title: 'Poisoned', entityTypeId: 1104 })).status, 201);
       // An audit entry with this request id cannot be stored: the statement that carries it fails as a whole.
       await sqlOn(a.store, `alter table audit_log add constraint no_poison check (request_id is distinct from 'poison')`);
-      const key = await keyOf(a);
+      const key = a.key;
       const answers = await Promise.all(
         Array.from({ length: 16 }, (_, i) => patchWith(a, '/v1/smart-processes/1104', { title: `Poisoned ${i}` }, { 'x-api-key': key, 'x-request-id': i === 5 ? 'poison' : `req-${i}` })),
       );
@@ -391,18 +394,6 @@ describe('PATCHes of one type grouped per instance on PostgreSQL + Redis (src/po
     }
   });
 });
-
-const keys = new WeakMap<Instance, string>();
-/** A key of the instance's portal (made once per instance). */
-async function keyOf(instance: Instance): Promise<string> {
-  let key = keys.get(instance);
-  if (!key) {
-    const portal = await instance.store.db.selectFrom('portals').select('id').executeTakeFirstOrThrow();
-    key = (await instance.app.services.keys.create({ kind: 'personal', portalId: portal.id, scopes: ['crm'], userId: 7, requestsPerSecond: null }, null)).secret;
-    keys.set(instance, key);
-  }
-  return key;
-}
 
 /** A management key of the instance (every management scope). */
 async function managementKeyOf(instance: Instance): Promise<string> {

@@ -253,7 +253,7 @@ export class LocalTypes implements SmartProcessTypes {
         const others = otherEndsChanged([], edges, entityTypeId);
         await types.bumpVersions(portalId, others);
         await this.writeEntry(audit, actor.audit, entityTypeId, 'create', wholeType(record, edges, 'after'));
-        await this.recordOtherEnds({ types, audit }, actor.audit, entityTypeId, [], edges, others);
+        await this.recordOtherEnds({ types, audit }, actor.audit, entityTypeId, [], others);
         return { record, relations: relationsOf(record, edges) };
       });
     } catch (error) {
@@ -319,7 +319,7 @@ export class LocalTypes implements SmartProcessTypes {
         const after = await types.edgesOf(portalId, entityTypeId);
         const others = otherEndsChanged(edges, after, entityTypeId);
         await types.bumpVersions(portalId, others);
-        await this.recordOtherEnds(scope, actor.audit, entityTypeId, edges, after, others);
+        await this.recordOtherEnds(scope, actor.audit, entityTypeId, edges, others);
         return { record: next, relations: relationsOf(next, after) };
       }, keep);
     } catch (error) {
@@ -416,7 +416,7 @@ export class LocalTypes implements SmartProcessTypes {
       await types.delete(portalId, entityTypeId);
       const others = otherEndsChanged(edges, [], entityTypeId);
       await types.bumpVersions(portalId, others);
-      await this.recordOtherEnds(scope, actor.audit, entityTypeId, edges, [], others);
+      await this.recordOtherEnds(scope, actor.audit, entityTypeId, edges, others);
     });
   }
 
@@ -429,7 +429,7 @@ export class LocalTypes implements SmartProcessTypes {
    * their other ends too: each gets an entry of its own (same request id) with its own
    * relations before and after. Base CRM types (no row) have no entries.
    */
-  private async recordOtherEnds(scope: Pick<WriteScope, 'types' | 'audit'>, context: AuditContext, self: number, before: readonly Edge[], after: readonly Edge[], others: readonly number[]): Promise<void> {
+  private async recordOtherEnds(scope: Pick<WriteScope, 'types' | 'audit'>, context: AuditContext, self: number, before: readonly Edge[], others: readonly number[]): Promise<void> {
     for (const end of others) {
       if (BASE_ENTITY_TYPES.has(end)) continue;
       const now = await scope.types.edgesOf(this.record.id, end);

@@ -119,8 +119,9 @@ export class PatchGroups {
    */
   private async startOf(entityTypeId: number, group: readonly Pending[], last: TypeCard | null): Promise<TypeCard | null> {
     let start = last;
+    let read: Promise<TypeCard | null> | undefined;
     for (const { options } of group) {
-      const seen = options.seen ?? (await this.deps.read(entityTypeId));
+      const seen = options.seen ?? (await (read ??= this.deps.read(entityTypeId)));
       if (!seen) return null;
       if (!start || newer(seen.record, start.record)) start = seen;
     }
