@@ -70,7 +70,7 @@ import {
 import { NeedsAuthorizationError, OAuthError, RedisRefreshLock, TokenManager } from './oauth.js';
 import { SealedCredentialStore, restClientOf, unseal } from './portal-credentials.js';
 import type { RelationsChange } from '../../domain/smart-process-type/relations.js';
-import { Bitrix24Error, Bitrix24RestClient, MAX_BATCH_COMMANDS, type BatchCommand, type BatchResult, type CallResult } from './rest-client.js';
+import { Bitrix24Error, Bitrix24RestClient, MAX_BATCH_COMMANDS, type BatchCommand, type BatchResult, type CallOptions, type CallResult } from './rest-client.js';
 import { RedisWriteLock } from './write-lock.js';
 import { UserTokenStore } from './user-authorization.js';
 
@@ -360,18 +360,22 @@ export class Bitrix24Types implements SmartProcessTypes {
     return context ? context.startedAt + this.budget.maxWaitMs : undefined;
   }
 
-  /** One method call: token manager → budget (inside the request's deadline) → client; repeated per `retry` with back-off. */
-  private async call<T>(method: string, params: Record<string, unknown>, retry: Retry, context?: RequestContext): Promise<CallResult<T>> {
+  /** One native request: token manager → budget (inside the request's deadline) → client; repeated per `retry` with back-off. */
+  private async send<T>(method: string, request: (client: Bitrix24RestClient, options: CallOptions) => Promise<T>, retry: Retry, context?: RequestContext): Promise<T> {
     const { client, tokens } = await this.connect();
     const run = { deadline: this.deadlineOf(context) };
-    return this.tries(() => (tokens ? tokens.withToken((auth) => this.observed(method, () => client.call<T>(method, params, { auth }), run)) : this.observed(method, () => client.call<T>(method, params), run)), retry, run.deadline);
+    const once = () => (tokens ? tokens.withToken((auth) => this.observed(method, () => request(client, { auth }), run)) : this.observed(method, () => request(client, {}), run));
+    return this.tries(once, retry, run.deadline);
   }
 
-  /** Read commands in one native `batch` call (one request for the portal's limit and our budget); repeated like a read, inside the request's deadline. */
-  private async batchRead(commands: Record<string, BatchCommand>, context?: RequestContext): Promise<BatchResult> {
-    const { client, tokens } = await this.connect();
-    const run = { deadline: this.deadlineOf(context) };
-    return this.tries(() => (tokens ? tokens.withToken((auth) => this.observed('batch', () => client.batch(commands, false, { auth }), run)) : this.observed('batch', () => client.batch(commands), run)), 'read', run.deadline);
+  /** One method call. */
+  private call<T>(method: string, params: Record<string, unknown>, retry: Retry, context?: RequestContext): Promise<CallResult<T>> {
+    return this.send(method, (client, options) => client.call<T>(method, params, options), retry, context);
+  }
+
+  /** Read commands in one native `batch` call (one request for the portal's limit and our budget); repeated like a read. */
+  private batchRead(commands: Record<string, BatchCommand>, context?: RequestContext): Promise<BatchResult> {
+    return this.send('batch', (client, options) => client.batch(commands, false, options), 'read', context);
   }
 
   private async tries<T>(once: () => Promise<T>, retry: Retry, deadline: number | undefined): Promise<T> {
