@@ -93,10 +93,15 @@ const KEY_FIELDS = ['kind', 'portalId', 'name', 'scopes', 'accessMode', 'expires
 type KeyView = Record<(typeof KEY_FIELDS)[number], unknown>;
 const keyView = (key: KeyRecord): KeyView => ({ ...key, expiresAt: isoTime(key.expiresAt) });
 
+/** A change of a record as two views of it: the fields that differ, or every field of one created (no `before`) or deleted (no `after`). */
+function viewChanges<V extends object>(before: V | null, after: V | null, fields: readonly (keyof V & string)[]): Changes {
+  if (before && after) return changedFields(before, after, fields);
+  if (after) return wholeRecord(after, fields, 'after');
+  return before ? wholeRecord(before, fields, 'before') : {};
+}
+
 export function keyChanges(before: KeyRecord | null, after: KeyRecord | null): Changes {
-  if (before && after) return changedFields(keyView(before), keyView(after), KEY_FIELDS);
-  if (after) return wholeRecord(keyView(after), KEY_FIELDS, 'after');
-  return before ? wholeRecord(keyView(before), KEY_FIELDS, 'before') : {};
+  return viewChanges(before && keyView(before), after && keyView(after), KEY_FIELDS);
 }
 
 /** A session as an entry shows it: never its token. */
@@ -122,10 +127,7 @@ const portalView = (portal: PortalRecord): PortalView => ({
  */
 export function portalChanges(before: PortalRecord | null, after: PortalRecord | null, options: { credentialReplaced?: boolean } = {}): Changes {
   const fields = PORTAL_FIELDS.filter((field) => field !== 'credentials' && field !== 'limits' ? true : (before ?? after)?.kind === 'bitrix24');
-  let changes: Changes;
-  if (before && after) changes = changedFields(portalView(before), portalView(after), fields);
-  else if (after) changes = wholeRecord(portalView(after), fields, 'after');
-  else changes = before ? wholeRecord(portalView(before), fields, 'before') : {};
+  const changes = viewChanges(before && portalView(before), after && portalView(after), fields);
   if (options.credentialReplaced) changes.credential = { before: REDACTED, after: REDACTED };
   return changes;
 }
