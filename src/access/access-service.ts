@@ -48,7 +48,8 @@ interface ResolvedKey {
 /** Cached keys and sessions live at most this long: a revocation takes effect within it on every instance. */
 export const KEY_CACHE_TTL_MS = 1000;
 
-function bearer(header: string | undefined): string | null {
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearer(header: string | undefined): string | null {
   if (!header) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match ? match[1] : null;

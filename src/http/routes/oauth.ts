@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ApiError } from '../../errors.js';
+import { bearer } from '../../access/access-service.js';
 import { isWellFormedSession, SESSION_PREFIX } from '../../access/tokens.js';
 import { CODE_LIFETIME_MS, FLOW_LIFETIME_MS, MIN_STATE_LENGTH, RESULT_LIFETIME_MS } from '../../access/user-authorization.js';
 import { Nullable } from '../../domain/input-rules.js';
@@ -29,11 +30,6 @@ const PollSchema = Type.Object(
   },
   { description: '`pending` until the person is done; then once `complete` with the session' },
 );
-
-function bearer(header: string | undefined): string | null {
-  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return match ? match[1] : null;
-}
 
 /**
  * /v1/oauth: user authorization of application keys (docs/build-an-application.md). No
