@@ -24,6 +24,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ApiError } from '../../errors.js';
 import { LogThrottle, type WarnLog } from '../../log-throttle.js';
+import { withTimeout } from '../../access/redis.js';
 
 const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 const RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
@@ -44,17 +45,6 @@ export interface WriteLockOptions {
 const DOWN_STATES = new Set(['reconnecting', 'close', 'end']);
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  promise.catch(() => {});
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 export class RedisWriteLock {
   private readonly unlocked = new LogThrottle(10_000);
@@ -83,7 +73,7 @@ export class RedisWriteLock {
       let answer: string | null;
       try {
         if (DOWN_STATES.has(this.redis.status)) throw new Error(`Redis connection is ${this.redis.status}`);
-        answer = await withTimeout(this.redis.set(key, token, 'PX', ttlMs, 'NX'), opTimeoutMs);
+        answer = await withTimeout(this.redis.set(key, token, 'PX', ttlMs, 'NX'), opTimeoutMs, 'write lock');
       } catch (error) {
         this.stats.withoutRedis++;
         const held = this.unlocked.pass();
@@ -98,7 +88,7 @@ export class RedisWriteLock {
       const pause = (this.options.pollMs ?? 40) * (0.5 + Math.random());
       if (Date.now() + pause >= deadline) {
         this.stats.timedOut++;
-        const pttl = await withTimeout(this.redis.pttl(key), opTimeoutMs).catch(() => ttlMs);
+        const pttl = await withTimeout(this.redis.pttl(key), opTimeoutMs, 'write lock').catch(() => ttlMs);
         const retryAfter = Math.max(1, Math.ceil((pttl > 0 ? pttl : 1000) / 1000));
         throw new ApiError('QUEUE_TIMEOUT', "Another write of this smart process type (on another server instance) did not finish within the request's wait limit", {
           retryAfter,
@@ -109,7 +99,7 @@ export class RedisWriteLock {
     }
     this.stats.acquired++;
     const renewal = setInterval(() => {
-      withTimeout(this.redis.eval(RENEW, 1, key, token, String(ttlMs)) as Promise<number>, opTimeoutMs * 5).then(
+      withTimeout(this.redis.eval(RENEW, 1, key, token, String(ttlMs)) as Promise<number>, opTimeoutMs * 5, 'write lock').then(
         (kept) => {
           if (Number(kept) !== 1) {
             this.stats.lost++;
@@ -124,7 +114,7 @@ export class RedisWriteLock {
       return await work();
     } finally {
       clearInterval(renewal);
-      await withTimeout(this.redis.eval(RELEASE, 1, key, token) as Promise<number>, opTimeoutMs * 5).catch(() => {}); // else the TTL ends it
+      await withTimeout(this.redis.eval(RELEASE, 1, key, token) as Promise<number>, opTimeoutMs * 5, 'write lock').catch(() => {}); // else the TTL ends it
     }
   }
 }

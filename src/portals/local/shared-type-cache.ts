@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { TypeCard } from '../../domain/smart-process-type/card.js';
+import { withTimeout } from '../../access/redis.js';
 import { PageStore, type CacheTicket, type TypeCache, type TypePage } from './type-card-cache.js';
 
 /**
@@ -126,7 +127,7 @@ export class PortalTokens {
     let tokens: (string | null)[];
     try {
       this.stats.batches++;
-      tokens = await withTimeout(this.fetch(ids));
+      tokens = await withTimeout(this.fetch(ids), TOKEN_TIMEOUT_MS, 'cache token');
     } catch {
       tokens = ids.map(() => null);
     }
@@ -161,20 +162,10 @@ export class PortalTokens {
     if (this.redis.status !== 'ready') return false;
     try {
       this.stats.bumps++;
-      await withTimeout(this.redis.set(this.prefix + portalId, this.next(), 'EX', TOKEN_TTL_SECONDS));
+      await withTimeout(this.redis.set(this.prefix + portalId, this.next(), 'EX', TOKEN_TTL_SECONDS), TOKEN_TIMEOUT_MS, 'cache token');
       return true;
     } catch {
       return false;
     }
   }
-}
-
-function withTimeout<T>(promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${TOKEN_TIMEOUT_MS} ms`)), TOKEN_TIMEOUT_MS);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
